@@ -7,10 +7,14 @@ Two moments of a run:
 - `peft_config_for_run` (LoRA / OFT: LF built its PEFT config, the model is loaded and resized):
   make the token_init rows trainable, through PEFT's trainable tokens where they fit, else through
   full trainable copies of the embedding modules (see `token_rows_config`).
-- `TokenInitCallback.on_train_begin` (model loaded, optimizer built, checkpoint restored):
-  write exactly the rows of the planned token ids. LF 0.9.5 initialises new rows only when the
-  embedding matrix grows; ids that land in a checkpoint's spare rows (Qwen: 151936 rows for
-  151669 tokens) keep whatever those rows held. This callback writes them either way.
+- `TokenInitCallback.on_init_end` (model loaded and wrapped by PEFT, trainer built; no optimizer,
+  DeepSpeed engine or checkpoint yet): write exactly the rows of the planned token ids. LF 0.9.5
+  initialises new rows only when the embedding matrix grows; ids that land in a checkpoint's spare
+  rows (Qwen: 151936 rows for 151669 tokens) keep whatever those rows held. This callback writes
+  them either way. It must run before `train()`: DeepSpeed (any ZeRO stage) copies the weights into
+  its optimizer's fp32 partitions when the engine is built, and its first step copies those back,
+  so rows written at `on_train_begin` would silently revert. A resume skips the init (LF sets
+  `resume_from_checkpoint`); the checkpoint's rows would overwrite it anyway.
 
 A row is `combination + noise` where the combination is, per strategy:
 - `mean`, `noisy_mean`: the mean of all existing token rows (ids < len(tokenizer), planned ids excluded);
@@ -169,6 +173,9 @@ def prepare_lf_args(opts: ThinkPluginOptions, lf_args: dict[str, Any]) -> None:
                     f"`{BLOCK}.train_new_tokens_only` / `{BLOCK}.unfreeze` need the trainer's own optimizer step and "
                     f"are not supported with `{key}`; train the new rows without {key} first, or drop those options."
                 )
+    from .deepspeed_compat import check_embedding_copies
+
+    check_embedding_copies(lf_args)
     tokenizer = _load_tokenizer(lf_args)
     vocab = tokenizer.get_vocab()
     special = _split_tokens(lf_args.get("add_special_tokens"))
@@ -454,43 +461,59 @@ def format_table(table: list[dict[str, Any]]) -> str:
 
 
 class TokenInitCallback(TrainerCallback):
-    """Initialises the planned rows at the start of a fresh run; never on resume."""
+    """Initialises the planned rows when the trainer is built, before any optimizer or DeepSpeed engine
+    holds a copy of them; never on resume."""
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
         self.table: list[dict[str, Any]] | None = None
 
+    def on_init_end(self, args, state, control, model=None, processing_class=None, **kwargs):
+        if self.table is None and not args.resume_from_checkpoint:
+            self._initialise(args, state, model, processing_class)
+
     def on_train_begin(self, args, state, control, model=None, processing_class=None, **kwargs):
-        if self.table is not None:  # a second train() call on the same trainer
-            return
-        if state.global_step > 0:  # resumed: the checkpoint's (trained) rows are already loaded
-            self.table = []
-            if state.is_world_process_zero:
+        if state.global_step > 0:  # resumed: the checkpoint's (trained) rows are loaded over anything written
+            if self.table is None and state.is_world_process_zero:
                 print(f"[lf_thinkplugin] token_init: resumed at step {state.global_step}; rows kept from the checkpoint", flush=True)
+            self.table = self.table if self.table is not None else []
             return
+        if self.table is not None:  # initialised at on_init_end, or a second train() call
+            return
+        if getattr(args, "deepspeed", None):  # the engine's fp32 partitions hold the old rows by now
+            raise RuntimeError(
+                f"{BLOCK}.token_init: the callback was added after the trainer was built, too late under DeepSpeed; "
+                "pass it in `Trainer(callbacks=...)` instead of add_callback()."
+            )
+        self._initialise(args, state, model, processing_class)
+
+    def _initialise(self, args, state, model, processing_class) -> None:
         tokenizer = getattr(processing_class, "tokenizer", processing_class)  # a processor wraps its tokenizer
         self.table = initialise_rows(model, tokenizer, self.plan, seed=args.seed)
-        ranks = check_same_rows_on_ranks(model, [r["id"] for r in self.table])
+        ranks, zero3 = check_same_rows_on_ranks(model, [r["id"] for r in self.table])
         if state.is_world_process_zero and self.table:
-            note = f"\n(identical on all {ranks} ranks)" if ranks > 1 else ""
+            note = ""
+            if ranks > 1:
+                note = (f"\n(written on rank 0, re-partitioned across {ranks} ranks by DeepSpeed ZeRO-3)" if zero3
+                        else f"\n(identical on all {ranks} ranks)")
             print("[lf_thinkplugin] token_init rows:\n" + format_table(self.table) + note, flush=True)
 
 
-def check_same_rows_on_ranks(model: torch.nn.Module, ids: list[int]) -> int:
+def check_same_rows_on_ranks(model: torch.nn.Module, ids: list[int]) -> tuple[int, bool]:
     """Under torchrun (not ZeRO-3, where rank 0 wrote them), verify every rank holds the same new rows.
 
     The rows are computed from the same weights with the same seed on every rank; this makes a
     divergence (e.g. ranks loading different checkpoints) an error instead of silent drift.
-    Returns the world size.
+    Returns the world size and whether ZeRO-3 partitions the rows.
     """
     import torch.distributed as dist
     from transformers.integrations import is_deepspeed_zero3_enabled
 
     if not (dist.is_available() and dist.is_initialized()):
-        return 1
-    world = dist.get_world_size()
-    if world == 1 or not ids or is_deepspeed_zero3_enabled():
-        return world
+        return 1, False
+    world, zero3 = dist.get_world_size(), is_deepspeed_zero3_enabled()
+    if world == 1 or not ids or zero3:
+        return world, zero3
     targets = embedding_targets(model)
     rows = [w.detach()[ids] for w in targets.inputs + targets.outputs]
     rows += [t.delta.detach()[t.positions(ids)] for t in targets.input_tokens + targets.output_tokens]
@@ -499,7 +522,7 @@ def check_same_rows_on_ranks(model: torch.nn.Module, ids: list[int]) -> int:
     dist.all_gather_object(every, digest)
     if any(d != every[0] for d in every):
         raise RuntimeError(f"{BLOCK}.token_init: the new rows differ between ranks ({every}); do all ranks load the same checkpoint?")
-    return len(every)
+    return len(every), False
 
 
 def make_callbacks(opts: ThinkPluginOptions, plan: Plan | None = None) -> list[TrainerCallback]:

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# Optional engines for the serving-parity integration tests (tests/test_export.py):
-# LMDeploy's own chat-template classes (CPU, --no-deps plus what its template module imports) and
-# Go, whose text/template renders Ollama Modelfile TEMPLATEs. Without them those tests skip with a
-# reason. .ci/run installs both so CI runs them.
+# Optional engines for the integration tests:
+# - LMDeploy's own chat-template classes (CPU, --no-deps plus what its template module imports) and
+#   Go, whose text/template renders Ollama Modelfile TEMPLATEs (serving parity, tests/test_export.py);
+# - DeepSpeed, whose CPU accelerator runs ZeRO-3 on two gloo ranks (tests/test_token_init_zero3.py).
+#   Its sdist builds against the venv's torch, hence --no-build-isolation (and wheel for bdist_wheel).
+# Without them those tests skip with a reason. .ci/run installs all three so CI runs them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps \
   lmdeploy==0.18.0 mmengine==0.10.7 yapf==0.43.0 addict==2.4.0 pybase64==1.5.1 platformdirs \
   || echo "warning: lmdeploy not installed; its parity tests will skip" >&2
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check wheel setuptools \
+  && "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-build-isolation -c constraints.txt deepspeed==0.19.8 \
+  || echo "warning: deepspeed not installed; the ZeRO-3 tests will skip (and fail under CI=true)" >&2
 if ! command -v go >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null) \

@@ -115,8 +115,11 @@ def lf_load(model: Path, block: dict, finetuning_type: str = "full", **lf_extra)
 def run_init(opts, model, tokenizer, training_args, global_step: int = 0):
     from transformers import TrainerControl, TrainerState
 
+    """The callback's two events as the trainer fires them: a fresh run (global_step 0) or a resume."""
     callback = make_callbacks(opts)[0]
     state = TrainerState()
+    training_args.resume_from_checkpoint = f"checkpoint-{global_step}" if global_step else None
+    callback.on_init_end(training_args, state, TrainerControl(), model=model, processing_class=tokenizer)
     state.global_step = global_step
     callback.on_train_begin(training_args, state, TrainerControl(), model=model, processing_class=tokenizer)
     return callback
@@ -383,6 +386,27 @@ def test_init_is_skipped_when_resuming(qwen25_untied, capsys):
     run_init(opts, model, tok, targs, global_step=2)
     assert torch.equal(w, before)
     assert "resumed at step 2; rows kept from the checkpoint" in capsys.readouterr().out
+
+
+def test_init_runs_when_the_trainer_is_built_and_refuses_a_late_callback_under_deepspeed(qwen25_untied):
+    """Rows are written at on_init_end, before any optimizer / DeepSpeed engine copies the weights;
+    a callback added after the trainer was built may still init at on_train_begin, except under
+    DeepSpeed, whose fp32 partitions would revert the rows (tests/test_token_init_zero3.py)."""
+    from transformers import TrainerControl, TrainerState
+
+    opts, _, tok, model, targs = lf_load(qwen25_untied, {"token_init": SPECS})
+    w = model.get_input_embeddings().weight
+    before = w.detach().clone()
+    early = make_callbacks(opts)[0]
+    early.on_init_end(targs, TrainerState(), TrainerControl(), model=model, processing_class=tok)
+    assert not torch.equal(w[THINK], before[THINK])
+    written = w.detach().clone()
+    early.on_train_begin(targs, TrainerState(), TrainerControl(), model=model, processing_class=tok)
+    assert torch.equal(w, written)  # not twice
+    targs.deepspeed = "ds_z3_config.json"
+    late = make_callbacks(opts)[0]
+    with pytest.raises(RuntimeError, match=r"added after the trainer was built, too late under DeepSpeed"):
+        late.on_train_begin(targs, TrainerState(), TrainerControl(), model=model, processing_class=tok)
 
 
 # ------------------------------------------------------------------------------------------
