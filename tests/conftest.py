@@ -26,6 +26,17 @@ def require_fixture(name: str) -> Path:
     return folder
 
 
+def require_deepspeed() -> None:
+    """Skip with the reason when DeepSpeed is not importable (fail under CI=true, whose setup installs it)."""
+    try:
+        import deepspeed  # noqa: F401
+    except ImportError as err:
+        reason = f"deepspeed not importable ({err}); install it with scripts/setup_integration.sh"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + "; .ci/run installs it")
+        pytest.skip(reason)
+
+
 def fixture_tokenizer(name: str):
     """A fresh fixture tokenizer, loaded the way plugin runs load it: AutoTokenizer, except where that
     class corrupts ids (R1-Distill, DeepSeek-V3 under transformers 5.x; see tokenizer_fidelity)."""

@@ -1,11 +1,11 @@
-"""Every recipe in examples/yaml passes `lf-think check`; recipes 6, 1 and 5 also train for real."""
+"""Every recipe in examples/yaml passes `lf-think check`; recipes 6, 1, 5 and 4 (ZeRO-3, two CPU ranks) also train for real."""
 
 import os
 import subprocess
 
 import pytest
 
-from conftest import REPO, require_fixture
+from conftest import REPO, require_deepspeed, require_fixture
 from lfrun import BIN, log_history, train
 
 from lf_thinkplugin.fixtures import QWEN25, QWEN3, R1_DISTILL
@@ -54,14 +54,26 @@ def test_demo_recipe_trains(tmp_path):
     assert again.returncode == 2 and "--force" in again.stderr  # never silently overwrites
 
 
-@pytest.mark.parametrize("recipe", ["qwen3_lora_mask_empty", "answer_only_mask_reasoning"])
+# recipe 4 as its launch line says, on two gloo ranks with DeepSpeed's CPU accelerator
+ZERO3_RUN = ((f"deepspeed={REPO / 'examples' / 'deepspeed' / 'ds_z3_config.json'}", "ddp_backend=gloo"),
+             {"FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2"})
+
+
+@pytest.mark.parametrize("recipe", ["qwen3_lora_mask_empty", "answer_only_mask_reasoning", "qwen3_lora_zero3"])
 def test_recipe_trains_scaled_down(recipe, tiny_qwen3, tmp_path):
+    extra, env = ((), None)
+    if recipe == "qwen3_lora_zero3":
+        require_deepspeed()
+        extra, env = ZERO3_RUN
     out = tmp_path / "out"
     overrides = (f"model_name_or_path={tiny_qwen3}", f"dataset_dir={REPO / 'examples' / 'data'}", f"output_dir={out}",
                  "max_steps=3", "num_train_epochs=1", "cutoff_len=256", "bf16=false", "logging_steps=1",
-                 "gradient_accumulation_steps=1", "preprocessing_num_workers=null", "plot_loss=false", "save_steps=100")
-    proc = train(RECIPES / f"{recipe}.yaml", tmp_path, cli_overrides=overrides)
+                 "gradient_accumulation_steps=1", "preprocessing_num_workers=null", "plot_loss=false", "save_steps=100",
+                 *extra)
+    proc = train(RECIPES / f"{recipe}.yaml", tmp_path, cli_overrides=overrides, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    if env:
+        assert "Detected DeepSpeed ZeRO-3: activating zero.init() for this model" in proc.stdout + proc.stderr
     steps = [r for r in log_history(out) if "loss" in r]
     assert len(steps) == 3 and all("loss_answer" in r for r in steps)
     assert (out / "adapter_model.safetensors").is_file()

@@ -9,11 +9,9 @@ are silently reverted by that copy; rows written before it, gathered and re-part
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, require_deepspeed
 from test_token_init import (  # noqa: F401
     END,
     SPECS,
@@ -34,14 +32,8 @@ SEED = 7  # lf_config's seed: the noise of `</think>` is drawn from it
 
 
 @pytest.fixture(scope="module", autouse=True)
-def require_deepspeed():
-    try:
-        import deepspeed  # noqa: F401
-    except ImportError as err:
-        reason = f"deepspeed not importable ({err}); install it with scripts/setup_integration.sh"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + "; .ci/run installs it")
-        pytest.skip(reason)
+def deepspeed_installed():
+    require_deepspeed()
 
 
 @pytest.fixture(scope="module")
