@@ -51,12 +51,11 @@ def adds_bos(tokenizer: Any) -> tuple[bool, bool]:
     return on_encode, bool(config.get("add_bos_token"))
 
 
-def _setup(name: str, tokenizer: Any, enable_thinking: bool | None) -> tuple[Any, Any]:
+def _setup(name: str, scanner: Any, enable_thinking: bool | None) -> tuple[Any, Any]:
     """The template and tokenizer view as LF's training sets them up (shared objects untouched)."""
-    from ..templates.parity import Scanner
-
-    view = Scanner(tokenizer, enable_thinking, probes=()).view()
     from llamafactory.data.template import TEMPLATES, ReasoningTemplate
+
+    view = scanner.view()
 
     template = copy.deepcopy(TEMPLATES[name])
     if isinstance(template, ReasoningTemplate):
@@ -65,14 +64,13 @@ def _setup(name: str, tokenizer: Any, enable_thinking: bool | None) -> tuple[Any
     return template, view
 
 
-def _jinja(name: str, template: Any, view: Any, tokenizer: Any, enable_thinking: bool | None) -> str:
+def _jinja(name: str, template: Any, view: Any, scanner: Any) -> str:
     from ..templates import NAMES, jinja_text
-    from ..templates.parity import Scanner
 
     if name in NAMES:
         return jinja_text(template.jinja_file)
-    if tokenizer.chat_template and Scanner(tokenizer, enable_thinking).check(name, stop_at_first_failure=True).ok:
-        return tokenizer.chat_template
+    if scanner.tokenizer.chat_template and scanner.check(name, stop_at_first_failure=True).ok:
+        return scanner.tokenizer.chat_template
     try:
         return template._get_jinja_template(view)
     except ValueError as err:  # LF cannot write some slot kinds (token dicts) as Jinja
@@ -93,12 +91,13 @@ def build_bundle(name: str, tokenizer: Any, enable_thinking: bool | None = True,
     register_templates()
     if name not in TEMPLATES:
         raise ExportError(f"unknown template {name!r}; known: {', '.join(sorted(TEMPLATES))}")
+    scanner = Scanner(tokenizer, enable_thinking)
     with quiet_lf():
-        template, view = _setup(name, tokenizer, enable_thinking)
-    jinja = _jinja(name, template, view, tokenizer, enable_thinking)
+        template, view = _setup(name, scanner, enable_thinking)
+    jinja = _jinja(name, template, view, scanner)
     rendered = copy.copy(tokenizer)  # a shallow copy: only its chat_template differs
     rendered.chat_template = jinja
-    parity = Scanner(rendered, enable_thinking).check(name)
+    parity = Scanner(rendered, enable_thinking, facts=scanner.facts).check(name)
     try:
         fmt = chat_format(name, template, view)
     except FormatError as err:
