@@ -474,9 +474,10 @@ class TokenInitCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, model=None, processing_class=None, **kwargs):
         if state.global_step > 0:  # resumed: the checkpoint's (trained) rows are loaded over anything written
-            if self.table is None and state.is_world_process_zero:
-                print(f"[lf_thinkplugin] token_init: resumed at step {state.global_step}; rows kept from the checkpoint", flush=True)
-            self.table = self.table if self.table is not None else []
+            if self.table is None:
+                self.table = []
+                if state.is_world_process_zero:
+                    print(f"[lf_thinkplugin] token_init: resumed at step {state.global_step}; rows kept from the checkpoint", flush=True)
             return
         if self.table is not None:  # initialised at on_init_end, or a second train() call
             return

@@ -56,7 +56,6 @@ def _setup(name: str, scanner: Any, enable_thinking: bool | None) -> tuple[Any, 
     from llamafactory.data.template import TEMPLATES, ReasoningTemplate
 
     view = scanner.view()
-
     template = copy.deepcopy(TEMPLATES[name])
     if isinstance(template, ReasoningTemplate):
         template.enable_thinking = enable_thinking
