@@ -85,12 +85,17 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("name", [QWEN3, R1_DISTILL])
-def test_single_token_tags(name):
-    eos = tokenizer(name).eos_token if name == R1_DISTILL else "<|im_end|>"
+def run_cases(name: str, own_eos: bool):
+    """CASES with the tokenizer's own EOS where it has no `<|im_end|>`: (cases, labels, spans found)."""
+    eos = tokenizer(name).eos_token if own_eos else "<|im_end|>"
     cases = [tuple(c.replace("<|im_end|>", eos) for c in case) for case in CASES]
     labels = batch(name, [c[0] for c in cases])
-    spans = tags(name).find(labels)
+    return cases, labels, tags(name).find(labels)
+
+
+@pytest.mark.parametrize("name", [QWEN3, R1_DISTILL])
+def test_single_token_tags(name):
+    cases, labels, spans = run_cases(name, own_eos=name == R1_DISTILL)
     for row, (_, reasoning, answer, empty) in enumerate(cases):
         assert parts(name, labels, spans, row) == (reasoning, answer, empty), cases[row][0]
     assert not spans.reasoning[labels == IGNORE_INDEX].any()  # never in the prompt, never in padding
@@ -106,10 +111,7 @@ GLUED = {
 
 @pytest.mark.parametrize("name", [QWEN25, DEEPSEEK_V3])
 def test_multi_token_tags(name):
-    eos = tokenizer(name).eos_token if name == DEEPSEEK_V3 else "<|im_end|>"
-    cases = [tuple(c.replace("<|im_end|>", eos) for c in case) for case in CASES]
-    labels = batch(name, [c[0] for c in cases])
-    spans = tags(name).find(labels)
+    cases, labels, spans = run_cases(name, own_eos=name == DEEPSEEK_V3)
     for row, (response, reasoning, answer, empty) in enumerate(cases):
         expected = (reasoning, answer, empty)
         if response in GLUED and not (name == DEEPSEEK_V3 and response == "<think>x</think>y"):  # V3: `>`, `y`
