@@ -3,7 +3,7 @@
 Two throw-away venvs see the same packages (through a plain path .pth); only one also has
 lf_thinkplugin.pth. `python -c pass` runs alternately in both, N times each; medians, their ratio
 and the absolute difference are printed (target: within noise, < 5 ms). Also prints the import
-time of `lf_thinkplugin._bootstrap` itself from `-X importtime`.
+time of `lf_thinkplugin.activation.bootstrap` itself from `-X importtime`.
 
     python benchmarks/bench_bootstrap.py [--runs 40]
 """

@@ -67,7 +67,7 @@ def setup(batch: int, seq: int, seed: int = 0):
     from llamafactory.hparams import DataArguments
     from transformers import AutoTokenizer
 
-    from lf_thinkplugin.fixtures import QWEN3, tokenizer_dir
+    from lf_thinkplugin.demo.fixtures import QWEN3, tokenizer_dir
 
     folder = tokenizer_dir(QWEN3)
     if folder is None:
@@ -89,7 +89,7 @@ def setup(batch: int, seq: int, seed: int = 0):
 def collators(template, tok, policy: str):
     from llamafactory.data import SFTDataCollatorWith4DAttentionMask
 
-    from lf_thinkplugin.collator import think_collator_class
+    from lf_thinkplugin.loss.collator import think_collator_class
     from lf_thinkplugin.options import ThinkPluginOptions
 
     common = {"template": template, "tokenizer": tok, "pad_to_multiple_of": 8, "label_pad_token_id": -100}

@@ -72,8 +72,8 @@ def pretrain(work: Path, steps: int) -> tuple[Path, Path]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from lf_thinkplugin.fixtures import QWEN25, tokenizer_dir
-    from lf_thinkplugin.tiny_model import build_tiny_model
+    from lf_thinkplugin.demo.fixtures import QWEN25, tokenizer_dir
+    from lf_thinkplugin.demo.tiny_model import build_tiny_model
 
     spare, grown = work / "base_spare", work / "base_grown"
     if (spare / "done").is_file() and (grown / "done").is_file():

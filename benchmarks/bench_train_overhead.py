@@ -21,9 +21,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from lf_thinkplugin.fixtures import QWEN3, tokenizer_dir  # noqa: E402
-from lf_thinkplugin.lf_subprocess import train  # noqa: E402
-from lf_thinkplugin.tiny_model import build_tiny_model  # noqa: E402
+from lf_thinkplugin.demo.fixtures import QWEN3, tokenizer_dir  # noqa: E402
+from lf_thinkplugin.demo.lf_subprocess import train  # noqa: E402
+from lf_thinkplugin.demo.tiny_model import build_tiny_model  # noqa: E402
 
 BLOCK = {"think_loss": "mask_empty", "think_loss_weight": 1.0, "log_span_loss": True}
 

@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from lf_thinkplugin.lf_subprocess import log_records, train  # noqa: E402
+from lf_thinkplugin.demo.lf_subprocess import log_records, train  # noqa: E402
 
 BLOCK = {"think_loss": "mask_empty", "think_loss_weight": 0.5, "log_span_loss": True}
 WORDS = "let us check each case carefully then add the parts and verify the total against the bound".split()
@@ -33,7 +33,7 @@ def build_model(tokenizer: Path, out: Path, smoke: bool) -> Path:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     if smoke:  # the same pipeline on a 2-layer model, to check the script's plumbing on a CPU
-        from lf_thinkplugin.tiny_model import build_tiny_model
+        from lf_thinkplugin.demo.tiny_model import build_tiny_model
 
         return build_tiny_model(out, tokenizer_from=tokenizer)
 

@@ -13,6 +13,6 @@ def register() -> list[str]:
 
     Returns what the plugin added, for `lf-think` and the logs.
     """
-    from ._register import register as _register
+    from .activation.register import register as _register
 
     return _register()

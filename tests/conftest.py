@@ -12,7 +12,7 @@ os.environ.setdefault("LF_THINKPLUGIN_FIXTURES", str(REPO.parent / "shared" / "f
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from lf_thinkplugin.fixtures import QWEN3, fixtures_dir, tokenizer_dir  # noqa: E402
+from lf_thinkplugin.demo.fixtures import QWEN3, fixtures_dir, tokenizer_dir  # noqa: E402
 
 
 def require_fixture(name: str) -> Path:
@@ -40,7 +40,7 @@ def require_deepspeed() -> None:
 def fixture_tokenizer(name: str):
     """A fresh fixture tokenizer, loaded the way plugin runs load it: AutoTokenizer, except where that
     class corrupts ids (R1-Distill, DeepSeek-V3 under transformers 5.x; see tokenizer_fidelity)."""
-    from lf_thinkplugin.tokenizer_fidelity import from_pretrained
+    from lf_thinkplugin.loading.tokenizer import from_pretrained
 
     return from_pretrained(str(require_fixture(name)), local_files_only=True)
 
@@ -61,6 +61,6 @@ def load_tokenizer():
 @pytest.fixture(scope="session")
 def tiny_qwen3(tmp_path_factory) -> Path:
     """A 2-layer hidden-64 Qwen3 model with the real Qwen3 tokenizer (151936 embedding rows)."""
-    from lf_thinkplugin.tiny_model import build_tiny_model
+    from lf_thinkplugin.demo.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny_qwen3"), require_fixture(QWEN3))

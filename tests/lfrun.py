@@ -1,11 +1,11 @@
-"""The tiny training config shared by the end-to-end tests (runner: lf_thinkplugin.lf_subprocess)."""
+"""The tiny training config shared by the end-to-end tests (runner: lf_thinkplugin.demo.lf_subprocess)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from lf_thinkplugin.lf_subprocess import BIN, log_history, log_records, losses, train  # noqa: F401  (re-exported for tests)
+from lf_thinkplugin.demo.lf_subprocess import BIN, log_history, log_records, losses, train  # noqa: F401  (re-exported for tests)
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -120,7 +120,7 @@ def test_patched_llamafactory_uses_native_hooks(tiny_qwen3, tmp_path):
     out = tmp_path / "out"
     env = {"PYTHONPATH": str(tmp_path / "lf")}
     script = ("import sys; sys.argv = ['llamafactory-cli', 'train', *sys.argv[1:]]; from llamafactory.cli import main; "
-              "import lf_thinkplugin.seam as seam; main(); print('SEAM_MODE', seam.mode, seam._originals)")
+              "import lf_thinkplugin.activation.seam as seam; main(); print('SEAM_MODE', seam.mode, seam._originals)")
     proc = train(base_config(tiny_qwen3, out, thinkplugin=BLOCK), tmp_path, env=env, command=[sys.executable, "-c", script])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "SEAM_MODE native {}" in proc.stdout  # nothing of LF's was patched

@@ -8,7 +8,7 @@ import sys
 PROBE = (
     "import sys, json; before = sorted(m for m in ('torch', 'transformers', 'llamafactory') if m in sys.modules); "
     "hooked = any(type(f).__name__ == '_LlamaFactoryImportHook' for f in sys.meta_path); "
-    "import llamafactory, lf_thinkplugin.seam as seam; "
+    "import llamafactory, lf_thinkplugin.activation.seam as seam; "
     "print(json.dumps({'before': before, 'hooked': hooked, 'mode': seam.mode}))"
 )
 

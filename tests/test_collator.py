@@ -14,10 +14,10 @@ import pytest
 import torch
 from conftest import fixture_tokenizer
 
-from lf_thinkplugin.collator import SPAN_KEY, think_collator_class
-from lf_thinkplugin.fixtures import QWEN3, QWEN25, R1_DISTILL
+from lf_thinkplugin.loss.collator import SPAN_KEY, think_collator_class
+from lf_thinkplugin.demo.fixtures import QWEN3, QWEN25, R1_DISTILL
 from lf_thinkplugin.options import ThinkPluginOptions
-from lf_thinkplugin.spans import ANSWER, IGNORE_INDEX, OUTSIDE, REASONING
+from lf_thinkplugin.loss.spans import ANSWER, IGNORE_INDEX, OUTSIDE, REASONING
 
 REASON = "<think>\nadd 2 and 3\n</think>\n\n5"
 EMPTY = "<think>\n\n</think>\n\nParis."

@@ -7,15 +7,9 @@ import json
 import pytest
 from conftest import require_fixture
 
-from lf_thinkplugin.data import (
-    PROBLEMS,
-    canonical_response,
-    classify,
-    register_converters,
-    report_malformed,
-    template_tags,
-)
-from lf_thinkplugin.fixtures import QWEN3
+from lf_thinkplugin.data.malformed import PROBLEMS, classify, report_malformed, template_tags
+from lf_thinkplugin.data.reasoning import canonical_response, register_converters
+from lf_thinkplugin.demo.fixtures import QWEN3
 
 R1_ROWS = [  # the layout of R1-distill corpora (input / content / reasoning_content)
     {"input": "What is 2 + 3?", "content": "5", "reasoning_content": "\nCount up from 2: 3, 4, 5.\n"},
@@ -159,7 +153,7 @@ def test_report_warn_keeps_skip_drops_history_turns_count():
 
 
 def test_report_policy_defaults_to_the_active_run(monkeypatch):
-    from lf_thinkplugin import runtime
+    from lf_thinkplugin.activation import hooks
     from lf_thinkplugin.options import ThinkPluginOptions
 
     data = aligned([GOOD, BAD])

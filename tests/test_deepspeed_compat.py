@@ -8,7 +8,7 @@ import pytest
 from conftest import REPO
 
 from lf_thinkplugin import deepspeed_compat
-from lf_thinkplugin.deepspeed_compat import check_embedding_copies, zero_stage
+from lf_thinkplugin.tokens.deepspeed_guard import check_embedding_copies, zero_stage
 from lf_thinkplugin.options import OptionsError
 
 ZERO3 = str(REPO / "examples" / "deepspeed" / "ds_z3_config.json")

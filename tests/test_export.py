@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, require_fixture
 
-from lf_thinkplugin.fixtures import QWEN3, R1_DISTILL
+from lf_thinkplugin.demo.fixtures import QWEN3, R1_DISTILL
 
 BUNDLE = ["chat_template.jinja", "Modelfile", "lmdeploy_chat_template.json", "SERVING.md"]
 CASES = [("qwen3_think", QWEN3), ("qwen3_think_keep_history", QWEN3), ("r1_distill_qwen", R1_DISTILL)]
@@ -29,7 +29,7 @@ def model_dir(name: str, out: Path) -> Path:
 
 
 def export(*args: str) -> int:
-    from lf_thinkplugin.export import main
+    from lf_thinkplugin.serving import main
 
     return main(list(args))
 
@@ -120,7 +120,7 @@ def test_bad_input_names_the_problem(tmp_path, capsys, exported):
 
 
 def test_interrupted_export_leaves_no_partial_file(tmp_path, monkeypatch):
-    from lf_thinkplugin.export import files
+    from lf_thinkplugin.serving import files
 
     out = tmp_path / "out"
     out.mkdir()
@@ -176,7 +176,7 @@ def test_exported_jinja_renders_the_training_tokens(exported, template, mode):
 
 
 def test_doctor_round_trip_on_exported_folders(exported):
-    from lf_thinkplugin.doctor import diagnose
+    from lf_thinkplugin.templates.doctor import diagnose
 
     for template in ("qwen3_think", "qwen3_think_keep_history", "r1_distill_qwen"):
         report = diagnose(str(exported[template]))
@@ -200,8 +200,8 @@ def _conversation(probe, messages):
 def test_lmdeploy_renders_the_training_tokens(exported, template):
     """(c): lmdeploy_chat_template.json through LMDeploy's own template class, where it can express the
     conversation; LMDeploy's default path (the folder's chat template) everywhere."""
-    from lf_thinkplugin.export import build_bundle
-    from lf_thinkplugin.export.lmdeploy import unexpressible
+    from lf_thinkplugin.serving import build_bundle
+    from lf_thinkplugin.serving.lmdeploy import unexpressible
     from lf_thinkplugin.templates.probes import PROBES
 
     ChatTemplateConfig, HFChatTemplate = _lmdeploy()
@@ -274,8 +274,8 @@ def modelfile_template(folder: Path) -> str:
 @pytest.mark.parametrize("template", [c[0] for c in CASES])
 def test_ollama_renders_the_training_tokens(exported, go_renderer, template):
     """(d): the Modelfile TEMPLATE executed by Go's text/template with Ollama's message fields."""
-    from lf_thinkplugin.export import build_bundle
-    from lf_thinkplugin.export.ollama import ollama_messages, unexpressible
+    from lf_thinkplugin.serving import build_bundle
+    from lf_thinkplugin.serving.ollama import ollama_messages, unexpressible
     from lf_thinkplugin.templates.probes import PROBES
 
     folder = exported[template]
@@ -314,8 +314,8 @@ def test_callback_writes_the_bundle_into_checkpoints_and_output_dir(tiny_qwen3, 
     from llamafactory.data.template import TEMPLATES
     from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
 
-    from lf_thinkplugin.doctor import diagnose
-    from lf_thinkplugin.export import make_callbacks
+    from lf_thinkplugin.templates.doctor import diagnose
+    from lf_thinkplugin.serving import make_callbacks
     from lf_thinkplugin.options import parse_options
     from lf_thinkplugin.templates import jinja_text, register_templates
     from lf_thinkplugin.templates.parity import Encoder, Scanner
@@ -352,12 +352,12 @@ def test_tiny_training_run_output_dir_has_the_bundle(tiny_qwen3, tmp_path):
     from lfrun import base_config, train
 
     from lf_thinkplugin import callbacks
-    from lf_thinkplugin.export.callback import ServingBundleCallback
+    from lf_thinkplugin.serving.callback import ServingBundleCallback
     from lf_thinkplugin.options import parse_options
 
     if not any(isinstance(c, ServingBundleCallback) for c in callbacks.plugin_callbacks(parse_options({}))):
         pytest.skip("export.make_callbacks is not wired into lf_thinkplugin/callbacks.py yet")
-    from lf_thinkplugin.doctor import diagnose
+    from lf_thinkplugin.templates.doctor import diagnose
 
     out = tmp_path / "out"
     config = base_config(tiny_qwen3, out, template="qwen3_think", save_strategy="steps", save_steps=2,
@@ -371,7 +371,7 @@ def test_tiny_training_run_output_dir_has_the_bundle(tiny_qwen3, tmp_path):
 
 
 def test_templates_without_a_plain_text_form_are_refused_clearly(load_tokenizer):
-    from lf_thinkplugin.export import ExportError, build_bundle
+    from lf_thinkplugin.serving import ExportError, build_bundle
 
     with pytest.raises(ExportError, match="chatglm3"):  # token-dict slots: neither Jinja nor Ollama text
         build_bundle("chatglm3", load_tokenizer(QWEN3))

@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from test_collator import REASON, TWO_BLOCKS, encode, user
 
-from lf_thinkplugin.collator import SPAN_KEY, think_collator_class
-from lf_thinkplugin.fixtures import QWEN3
-from lf_thinkplugin.loss import think_trainer_class, weighted_loss_sum
+from lf_thinkplugin.loss.collator import SPAN_KEY, think_collator_class
+from lf_thinkplugin.demo.fixtures import QWEN3
+from lf_thinkplugin.loss.trainer import think_trainer_class, weighted_loss_sum
 from lf_thinkplugin.options import ThinkPluginOptions
-from lf_thinkplugin.spans import IGNORE_INDEX, REASONING
+from lf_thinkplugin.loss.spans import IGNORE_INDEX, REASONING
 
 SAMPLES = [(user(), REASON), (user("Capital?"), "<think>\n\n</think>\n\nParis."), (user(), TWO_BLOCKS)]
 

@@ -8,7 +8,7 @@ import pytest
 from conftest import REPO, require_deepspeed, require_fixture
 from lfrun import BIN, log_history, train
 
-from lf_thinkplugin.fixtures import QWEN25, QWEN3, R1_DISTILL
+from lf_thinkplugin.demo.fixtures import QWEN25, QWEN3, R1_DISTILL
 
 RECIPES = REPO / "examples" / "yaml"
 # recipe -> (fixture tokenizer standing in for the model, template the check must report)

@@ -11,8 +11,8 @@ import pytest
 import torch
 from conftest import fixture_tokenizer, require_fixture
 
-from lf_thinkplugin.fixtures import DEEPSEEK_V3, QWEN3, QWEN25, R1_DISTILL
-from lf_thinkplugin.spans import ANSWER, IGNORE_INDEX, OUTSIDE, REASONING, think_tags
+from lf_thinkplugin.demo.fixtures import DEEPSEEK_V3, QWEN3, QWEN25, R1_DISTILL
+from lf_thinkplugin.loss.spans import ANSWER, IGNORE_INDEX, OUTSIDE, REASONING, think_tags
 
 _TOKENIZERS: dict = {}
 _TAGS: dict = {}

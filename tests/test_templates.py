@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, require_fixture
 
-from lf_thinkplugin.fixtures import DEEPSEEK_V3, QWEN3, QWEN25, R1_DISTILL
+from lf_thinkplugin.demo.fixtures import DEEPSEEK_V3, QWEN3, QWEN25, R1_DISTILL
 
 IGNORE = -100
 QWEN3_THINK, QWEN3_THINK_END, IM_END, NL = 151667, 151668, 151645, 198
@@ -353,7 +353,7 @@ def test_probe_suite_covers_the_issue_shapes():
 
 
 def test_jinja_files_are_the_official_templates_where_one_exists():
-    from lf_thinkplugin.fixtures import fixtures_dir
+    from lf_thinkplugin.demo.fixtures import fixtures_dir
     from lf_thinkplugin.templates import jinja_text
 
     require_fixture(QWEN3)

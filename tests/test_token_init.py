@@ -19,9 +19,9 @@ import torch
 import yaml
 from conftest import require_fixture
 
-from lf_thinkplugin.fixtures import QWEN25
+from lf_thinkplugin.demo.fixtures import QWEN25
 from lf_thinkplugin.options import OptionsError, parse_options
-from lf_thinkplugin.token_init import NOISE_TRUNCATION, make_callbacks, prepare_lf_args
+from lf_thinkplugin.tokens.token_init import NOISE_TRUNCATION, make_callbacks, prepare_lf_args
 
 THINK, END = 151665, 151666  # ids LF gives <think>, </think> on top of the Qwen2.5 tokenizer
 SPECS = {
@@ -42,7 +42,7 @@ SAMPLES = [
 
 @pytest.fixture(scope="session")
 def qwen25_untied(tmp_path_factory) -> Path:
-    from lf_thinkplugin.tiny_model import build_tiny_model
+    from lf_thinkplugin.demo.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("q25_untied"), require_fixture(QWEN25), tie_word_embeddings=False)
 
@@ -96,7 +96,7 @@ def lf_load(model: Path, block: dict, finetuning_type: str = "full", **lf_extra)
     from llamafactory.hparams import get_train_args
     from llamafactory.model import load_model, load_tokenizer
 
-    from lf_thinkplugin import runtime
+    from lf_thinkplugin.activation import hooks
 
     lf_args = {"model_name_or_path": str(model), "stage": "sft", "do_train": True, "finetuning_type": finetuning_type,
                "output_dir": str(model / "out"), "template": "qwen", "report_to": "none",
@@ -151,7 +151,7 @@ def test_prepare_leaves_tokens_the_user_makes_special(qwen25_untied):
 
 
 def test_prepare_with_lora_plans_lf_ids_and_leaves_resize_vocab_to_lf(qwen25_untied):
-    from lf_thinkplugin.token_init import current_plan
+    from lf_thinkplugin.tokens.token_init import current_plan
 
     lf_args = {"model_name_or_path": str(qwen25_untied), "finetuning_type": "lora", "add_tokens": "<tool>"}
     prepare_lf_args(parse_options({"token_init": SPECS}), lf_args)
@@ -162,7 +162,7 @@ def test_prepare_with_lora_plans_lf_ids_and_leaves_resize_vocab_to_lf(qwen25_unt
 
 
 def test_existing_token_is_left_with_a_warning_unless_reinit(tiny_qwen3, capsys):
-    from lf_thinkplugin.token_init import current_plan
+    from lf_thinkplugin.tokens.token_init import current_plan
 
     lf_args = {"model_name_or_path": str(tiny_qwen3), "finetuning_type": "full"}
     prepare_lf_args(parse_options({"token_init": {"<think>": ["思考"]}}), lf_args)
@@ -209,7 +209,7 @@ def test_new_rows_training_refuses_deepspeed(qwen25_untied):
 
 
 def test_single_id_check_rejects_a_token_the_tokenizer_splits(load_tokenizer):
-    from lf_thinkplugin.token_init import _check_single_id
+    from lf_thinkplugin.tokens.token_init import _check_single_id
 
     tok = load_tokenizer(QWEN25)  # no <think> in it: it encodes to 3 ids
     with pytest.raises(OptionsError, match=r"`thinkplugin.token_init.<think>`: '<think>' does not encode to the single id"):
@@ -269,7 +269,7 @@ def test_mean_strategy_is_the_mean_of_existing_rows_and_same_seed_same_rows(qwen
 
 def test_grown_matrix_rows_overwrite_lf_noisy_mean(tmp_path):
     """No spare rows: LF resizes (151665 -> 151680) and noisy-mean-inits; ours replaces our rows."""
-    from lf_thinkplugin.tiny_model import build_tiny_model
+    from lf_thinkplugin.demo.tiny_model import build_tiny_model
 
     folder = build_tiny_model(tmp_path / "m", require_fixture(QWEN25), tie_word_embeddings=True, vocab_rows=151665)
     before = weights(folder)["model.embed_tokens.weight"]
@@ -311,7 +311,7 @@ def test_lora_trains_the_new_rows_as_peft_trainable_tokens(qwen25_untied):
 
 
 def test_lora_tied_output_follows_the_input_rows(tmp_path):
-    from lf_thinkplugin.tiny_model import build_tiny_model
+    from lf_thinkplugin.demo.tiny_model import build_tiny_model
 
     folder = build_tiny_model(tmp_path / "m", require_fixture(QWEN25), tie_word_embeddings=True)
     opts, _, tok, model, targs = lf_load(folder, {"token_init": {"<think>": ["思考"], "</think>": ["-"]}}, finetuning_type="lora")
@@ -364,8 +364,8 @@ def test_oft_gets_full_copies_from_the_hook_even_without_new_tokens(tiny_qwen3, 
 def test_peft_config_passes_through_without_token_init(qwen25_untied):
     from peft import LoraConfig
 
-    from lf_thinkplugin import runtime
-    from lf_thinkplugin.token_init import peft_config_for_run
+    from lf_thinkplugin.activation import hooks
+    from lf_thinkplugin.tokens.token_init import peft_config_for_run
 
     config = LoraConfig(target_modules=["q_proj"], modules_to_save=["embed_tokens", "lm_head"])
     snapshot = config.to_dict()
@@ -445,7 +445,7 @@ def test_resume_keeps_the_checkpoint_rows_and_saves_tokens_and_vocab(qwen25_unti
 def test_torchrun_two_ranks_identical_rows_one_table_grown_vocab_saved(think_data, tmp_path):
     """Two gloo ranks on a checkpoint without spare rows: LF grows 151665 -> 151680 rows; the new rows
     are checked identical across ranks, the table is logged once, the saved config has the new size."""
-    from lf_thinkplugin.tiny_model import build_tiny_model
+    from lf_thinkplugin.demo.tiny_model import build_tiny_model
 
     folder = build_tiny_model(tmp_path / "m", require_fixture(QWEN25), tie_word_embeddings=False, vocab_rows=151665)
     out = tmp_path / "out"
@@ -541,7 +541,7 @@ def test_lora_trainable_tokens_through_lf_native_hook(qwen25_untied, think_data,
     cfg = lf_config(qwen25_untied, think_data, out, {"token_init": SPECS}, finetuning_type="lora", lora_target="all",
                     max_steps=1, save_steps=10)
     script = ("import sys; sys.argv = ['llamafactory-cli', 'train', *sys.argv[1:]]; from llamafactory.cli import main; "
-              "import lf_thinkplugin.seam as seam; main(); print('SEAM_MODE', seam.mode, sorted(seam._originals))")
+              "import lf_thinkplugin.activation.seam as seam; main(); print('SEAM_MODE', seam.mode, sorted(seam._originals))")
     log = lf_train(cfg, tmp_path, env={"PYTHONPATH": str(tmp_path / "lf")}, command=[sys.executable, "-c", script])
     assert "SEAM_MODE native []" in log and "Loading plugin thinkplugin" in log
     config = json.loads((out / "adapter_config.json").read_text())

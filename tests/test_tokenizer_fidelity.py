@@ -9,8 +9,8 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 from conftest import require_fixture
 from lfrun import base_config, train
 
-from lf_thinkplugin.fixtures import DEEPSEEK_V3, QWEN3, R1_DISTILL
-from lf_thinkplugin.tokenizer_fidelity import PROBE, from_pretrained, mismatch
+from lf_thinkplugin.demo.fixtures import DEEPSEEK_V3, QWEN3, R1_DISTILL
+from lf_thinkplugin.loading.tokenizer import PROBE, from_pretrained, mismatch
 
 TEXT = "Hello world,\n\n  the answer is 42."
 
@@ -44,7 +44,7 @@ def test_faithful_tokenizer_is_left_alone():
 
 @pytest.mark.slow
 def test_r1_distill_training_uses_the_right_ids_only_with_the_plugin(tmp_path):
-    from lf_thinkplugin.tiny_model import build_tiny_model
+    from lf_thinkplugin.demo.tiny_model import build_tiny_model
 
     folder = require_fixture(R1_DISTILL)
     model = build_tiny_model(tmp_path / "model", tokenizer_from=folder)

@@ -17,7 +17,7 @@ from test_token_init import (  # noqa: F401
     weights,
 )
 
-from lf_thinkplugin.fixtures import QWEN25
+from lf_thinkplugin.demo.fixtures import QWEN25
 from lf_thinkplugin.options import OptionsError, parse_options
 
 EMB, HEAD = "model.embed_tokens.weight", "lm_head.weight"
@@ -99,7 +99,7 @@ def test_new_rows_only_with_freeze_and_lora(finetuning_type, qwen25_untied, thin
 
 
 def test_unfreeze_pattern_that_matches_nothing_names_the_stage(qwen25_untied):
-    from lf_thinkplugin.train_new_rows import NewRowsSchedule
+    from lf_thinkplugin.tokens.new_rows import NewRowsSchedule
 
     block = {"token_init": SPECS, "train_new_tokens_only": True, "unfreeze": [{"step": 1, "modules": ["layers.1"]}]}
     opts, _, _, model, _ = lf_load(qwen25_untied, block)

@@ -22,7 +22,7 @@ import sys
 import warnings
 from typing import Any, Callable, Optional
 
-from .options import BLOCK, OptionsError
+from ..options import BLOCK, OptionsError
 
 VERIFIED_VERSIONS = ("0.9.5",)
 SUPPORTED_RANGE = ">=0.9.5,<0.10"
@@ -70,7 +70,7 @@ def native_hooks() -> Any:
 def install() -> list[str]:
     """Hook the plugin into LF; idempotent. Returns a description of each hook."""
     global mode
-    from . import runtime
+    from . import hooks as runtime
 
     native = native_hooks()
     if native is not None:
@@ -114,7 +114,7 @@ def _set(module: Any, attr: str, value: Any) -> None:
 
 
 def _wrap_read_args(read_args: Callable[..., Any]) -> Callable[..., Any]:
-    from . import runtime
+    from . import hooks as runtime
 
     def read_args_with_thinkplugin(args=None):
         result = read_args(args)
@@ -140,7 +140,7 @@ def _wrap_read_args(read_args: Callable[..., Any]) -> Callable[..., Any]:
 def _patch_run_hooks() -> None:
     """Hooks a run with a `thinkplugin:` block needs: SFT collator and trainer, and the malformed-tag
     report on every aligned dataset (LF's loader binds `align_dataset` by name)."""
-    from . import runtime
+    from . import hooks as runtime
 
     import llamafactory.data.loader as loader
     import llamafactory.model.loader as model_loader
@@ -167,7 +167,7 @@ class _FaithfulAutoTokenizer:
 
     @staticmethod
     def from_pretrained(path: str, **kwargs: Any) -> Any:
-        from .tokenizer_fidelity import from_pretrained
+        from ..loading.tokenizer import from_pretrained
 
         return from_pretrained(path, **kwargs)
 
@@ -187,6 +187,6 @@ def _patch_peft_config() -> None:
 
 
 def _peft_config_for_run(model: Any, peft_config: Any) -> Any:
-    from .token_init import peft_config_for_run
+    from ..tokens.token_init import peft_config_for_run
 
     return peft_config_for_run(model, peft_config)

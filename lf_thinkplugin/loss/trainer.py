@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .collator import SPAN_KEY
-from .options import ThinkPluginOptions
+from ..options import ThinkPluginOptions
 from .spans import IGNORE_INDEX, REASONING
 
 

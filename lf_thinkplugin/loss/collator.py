@@ -18,7 +18,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from .options import ThinkPluginOptions
+from ..options import ThinkPluginOptions
 from .spans import IGNORE_INDEX, ThinkTags, think_tags
 
 SPAN_KEY = "think_span"

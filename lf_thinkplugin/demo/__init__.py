@@ -18,8 +18,9 @@ from .lf_subprocess import log_history, log_records, train
 
 def examples_dir() -> Path:
     """examples/ shipped inside the wheel (`_examples`), else the checkout's (editable install)."""
-    packaged = Path(__file__).parent / "_examples"
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "examples"
+    package = Path(__file__).resolve().parent.parent
+    packaged = package / "_examples"
+    return packaged if packaged.is_dir() else package.parent / "examples"
 
 
 def summarise(output_dir: Path) -> str:

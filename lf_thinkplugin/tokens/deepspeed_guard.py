@@ -16,7 +16,7 @@ from typing import Any
 
 from packaging.version import Version
 
-from .options import BLOCK, OptionsError
+from ..options import BLOCK, OptionsError
 
 COPIES_BROKEN = (Version("0.16.5"), Version("0.19.3"))  # [first bad, first fixed)
 

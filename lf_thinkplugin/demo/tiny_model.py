@@ -74,7 +74,7 @@ def build_tiny_model(
         if template_file.is_file():
             chat_template = template_file.read_text(encoding="utf-8")
         else:
-            chat_template = (Path(__file__).parent / "templates" / "qwen3_official.jinja").read_text(encoding="utf-8")
+            chat_template = (Path(__file__).resolve().parent.parent / "templates" / "qwen3_official.jinja").read_text(encoding="utf-8")
         _build_tokenizer(out, chat_template)
 
     tokenizer = AutoTokenizer.from_pretrained(str(out), local_files_only=True)

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 import yaml
 from transformers import TrainerCallback
 
-from .options import OPTIONS_FILE, dump_options
+from ..options import OPTIONS_FILE, dump_options
 
 if TYPE_CHECKING:
-    from .options import ThinkPluginOptions
+    from ..options import ThinkPluginOptions
 
 
 class SaveOptionsCallback(TrainerCallback):
@@ -31,11 +31,11 @@ class SaveOptionsCallback(TrainerCallback):
 def plugin_callbacks(opts: "ThinkPluginOptions") -> list[TrainerCallback]:
     callbacks: list[TrainerCallback] = [SaveOptionsCallback(opts)]
     if opts.token_init:
-        from .token_init import make_callbacks
+        from ..tokens.token_init import make_callbacks
 
         callbacks += make_callbacks(opts)
     if opts.export_serving:
-        from .export import make_callbacks as serving_callbacks
+        from ..serving import make_callbacks as serving_callbacks
 
         callbacks += serving_callbacks(opts)
     return callbacks

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Optional
 
-from .options import BLOCK, ThinkPluginOptions, check_against_lf, dump_options, parse_options
+from ..options import BLOCK, ThinkPluginOptions, check_against_lf, dump_options, parse_options
 
 logger = logging.getLogger("lf_thinkplugin")
 
@@ -38,7 +38,7 @@ def prepare_args(block: Any, lf_args: dict[str, Any]) -> ThinkPluginOptions:
     opts = parse_options(block)
     check_against_lf(opts, lf_args)
     if opts.template == "auto":
-        from .doctor import resolve_template  # loads the tokenizer only, never the model
+        from ..templates.doctor import resolve_template  # loads the tokenizer only, never the model
 
         lf_args["template"] = resolve_template(
             str(lf_args.get("model_name_or_path", "")),
@@ -48,7 +48,7 @@ def prepare_args(block: Any, lf_args: dict[str, Any]) -> ThinkPluginOptions:
     elif opts.template is not None:
         lf_args["template"] = opts.template
     if opts.token_init:
-        from .token_init import prepare_lf_args
+        from ..tokens.token_init import prepare_lf_args
 
         prepare_lf_args(opts, lf_args)
     set_active(opts)
@@ -68,7 +68,7 @@ def check_dataset(dataset: Any, dataset_attr: Any, data_args: Any) -> Any:
     """An aligned dataset after the malformed-think-tag report (`on_malformed`); unchanged without a block."""
     if active() is None:
         return dataset
-    from .data import report_malformed
+    from ..data.reasoning import report_malformed
 
     return report_malformed(dataset, dataset_attr.dataset_name, data_args.template)
 
@@ -77,7 +77,7 @@ def check_tokenizer(tokenizer: Any, model_args: Any) -> Any:
     """A tokenizer LF loaded, replaced where its class corrupts ids (native hook); unchanged without a block."""
     if active() is None:
         return tokenizer
-    from .tokenizer_fidelity import fix_lf_tokenizer
+    from ..loading.tokenizer import fix_lf_tokenizer
 
     return fix_lf_tokenizer(tokenizer, model_args)
 
@@ -86,7 +86,7 @@ def make_collator(base_cls: type, **kwargs: Any) -> Any:
     opts = active()
     if opts is None or not opts.uses_think_collator:
         return base_cls(**kwargs)
-    from .collator import think_collator_class
+    from ..loss.collator import think_collator_class
 
     return think_collator_class(base_cls)(options=opts, **kwargs)
 
@@ -99,11 +99,11 @@ def make_trainer(base_cls: type, add_callbacks: bool = True, **kwargs: Any) -> A
         return base_cls(**kwargs)
     cls = base_cls
     if opts.uses_think_collator:
-        from .loss import think_trainer_class
+        from ..loss.trainer import think_trainer_class
 
         cls = think_trainer_class(cls, opts)
     if opts.token_init:
-        from .token_init import wrap_trainer_class
+        from ..tokens.token_init import wrap_trainer_class
 
         cls = wrap_trainer_class(cls, opts)
     if add_callbacks:

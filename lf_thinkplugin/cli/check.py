@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .options import BLOCK, OptionsError
+from ..options import BLOCK, OptionsError
 
 
 def _deepspeed_summary(path: str) -> str:
@@ -33,7 +33,7 @@ def _span_stats(dataset: Any, tokenizer: Any, template: Any) -> dict[str, int]:
     """Samples with reasoning / an empty think block / no think block, from their label ids."""
     import torch
 
-    from .spans import think_tags
+    from ..loss.spans import think_tags
 
     tags = think_tags(tokenizer, template.thought_words, template.stop_words)
     stats = {"samples": 0, "with_reasoning": 0, "empty_think": 0, "no_think": 0, "response_tokens": 0, "reasoning_tokens": 0}
@@ -58,8 +58,9 @@ def check(argv: list[str]) -> list[str]:
     from llamafactory.hparams import get_train_args
     from llamafactory.model import load_tokenizer
 
-    from . import register, runtime
-    from .config import read_config
+    from .. import register
+    from ..activation import hooks as runtime
+    from ..activation.config import read_config
 
     register()
     config = read_config(argv)
@@ -92,7 +93,7 @@ def check(argv: list[str]) -> list[str]:
         if opts is not None:
             lines.append(f"thinkplugin: {json.dumps(opts.model_dump(mode='json'), ensure_ascii=False)}")
             if opts.token_init:
-                from .token_init import current_plan
+                from ..tokens.token_init import current_plan
 
                 plan = current_plan()
                 for item in plan.to_initialise if plan else []:

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .options import OptionsError
+from ..options import OptionsError
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 THINK_TAGS = ("<think>", "</think>")
@@ -119,7 +119,7 @@ def load_tokenizer(model_path: str) -> tuple[Any, list[Finding]]:
         tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
     except Exception as err:  # noqa: BLE001  (whatever transformers raises, the user gets the path and the reason)
         raise DoctorError(f"cannot load the tokenizer in {model_path!r}: {err}") from None
-    from .tokenizer_fidelity import faithful
+    from ..loading.tokenizer import faithful
 
     tokenizer, found = faithful(tokenizer, model_path, local_files_only=True)
     findings = [] if found is None else [
@@ -147,7 +147,7 @@ def choose(results: Sequence[Any], model_type: str | None) -> str | None:
     """The recommended template among those with parity (rule in the module docstring)."""
     from llamafactory.data.template import TEMPLATES
 
-    from .templates import PLUGIN_TEMPLATES
+    from . import PLUGIN_TEMPLATES
 
     plugin_order = {t.name: i for i, t in enumerate(PLUGIN_TEMPLATES)}
     made_for = {t.name for t in PLUGIN_TEMPLATES if model_type in t.model_types}
@@ -207,7 +207,7 @@ def _generation_eos(model_path: str, tokenizer: Any) -> tuple[set[int], str]:
 
 
 def check_end_of_turn(model_path: str, tokenizer: Any, scanner: Any, detail: Any | None) -> list[Finding]:
-    from .templates.probes import PROBES
+    from .probes import PROBES
 
     findings = []
     expected = scanner.official.turns(PROBES[0])[0].response_ids or []
@@ -259,8 +259,8 @@ def diagnose(
     enable_thinking / mask_history: LF's data arguments of the run (they change how LF's templates encode)."""
     from llamafactory.data.template import TEMPLATES
 
-    from .templates import register_templates
-    from .templates.parity import Scanner
+    from . import register_templates
+    from .parity import Scanner
 
     started = time.perf_counter()
     register_templates()
@@ -358,7 +358,7 @@ def _mode(value: bool | None) -> str:
 def render_table(reports: Sequence[Report], templates: Sequence[str]) -> str:
     """Markdown: model -> template -> parity, for docs/templates.md. Per model: the recommended template,
     the others given (habitual choices, the plugin's) unless they fail every probe and are the plugin's."""
-    from .templates import NAMES
+    from . import NAMES
 
     def cell(text: str) -> str:
         return text.replace("|", "\\|")
@@ -407,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lf-think doctor: {err}", file=sys.stderr)
         return 2
     if args.table:
-        from .templates import NAMES
+        from . import NAMES
 
         print(render_table(reports, [args.template] if args.template else list(NAMES) + list(FOLKLORE)))
     elif args.json:

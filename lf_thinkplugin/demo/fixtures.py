@@ -22,7 +22,7 @@ def fixtures_dir() -> Path:
     env = os.environ.get(ENV)
     if env:
         return Path(env).expanduser().resolve()
-    checkout = Path(__file__).resolve().parent.parent
+    checkout = Path(__file__).resolve().parents[2]
     # From a checkout (editable install): beside the checkout. Installed as a wheel: beside the
     # working directory, which is the checkout when run from it.
     base = checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()

@@ -1,6 +1,6 @@
 """Activation in every process that imports llamafactory, with no change to the user's command.
 
-`lf_thinkplugin.pth` in site-packages runs `import lf_thinkplugin._bootstrap` at interpreter
+`lf_thinkplugin.pth` in site-packages runs `import lf_thinkplugin.activation.bootstrap` at interpreter
 start. That only appends a finder to `sys.meta_path` (no torch, transformers or llamafactory
 import; cost measured by benchmarks/bench_bootstrap.py). When `llamafactory` itself is imported
 (the CLI, torchrun children running LF's launcher.py, export/chat/api/webui), the finder lets the

@@ -10,7 +10,7 @@ _added: list[str] | None = None
 
 def register() -> list[str]:
     global _added
-    from ._bootstrap import disabled
+    from .bootstrap import disabled
 
     if disabled():  # LF_THINKPLUGIN_DISABLE=1 also silences native discovery in a patched LF
         return []
@@ -24,8 +24,8 @@ def register() -> list[str]:
         from . import seam
 
         seam.check_version()
-        from .data import register_converters
-        from .templates import register_templates
+        from ..data.reasoning import register_converters
+        from ..templates import register_templates
 
         added = [f"template:{name}" for name in register_templates()]
         added += [f"dataset_converter:{name}" for name in register_converters()]

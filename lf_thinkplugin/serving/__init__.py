@@ -144,7 +144,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..doctor import DoctorError, load_tokenizer
+    from ..templates.doctor import DoctorError, load_tokenizer
     from .files import ExistingFiles
 
     args = _parser().parse_args(argv)

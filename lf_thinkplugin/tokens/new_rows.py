@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers import TrainerCallback
 
-from .options import BLOCK, OptionsError
+from ..options import BLOCK, OptionsError
 from .token_init import embedding_targets
 
 if TYPE_CHECKING:
-    from .options import ThinkPluginOptions
+    from ..options import ThinkPluginOptions
 
 
 def _trainable_embedding_weights(model: torch.nn.Module, row_ids: list[int]) -> list[tuple[torch.nn.Parameter, list[int]]]:

@@ -19,8 +19,8 @@ USAGE = __doc__
 
 def _preflight(argv: list[str]) -> None:
     """Validate the `thinkplugin:` block in this process, before torchrun starts any worker."""
-    from .config import read_config
-    from .options import BLOCK, OptionsError, check_against_lf, parse_options
+    from ..activation.config import read_config
+    from ..options import BLOCK, OptionsError, check_against_lf, parse_options
 
     config = read_config(argv)
     if BLOCK in config:
@@ -43,14 +43,14 @@ def train(argv: list[str]) -> int:
         return 2
     _preflight(argv)
     if not _use_torchrun():
-        from .launch import run_train
+        from ..activation.launch import run_train
 
         run_train(argv)
         return 0
     # Same environment contract as LF's launcher (NNODES, NODE_RANK, NPROC_PER_NODE, MASTER_ADDR/PORT).
     from llamafactory.extras.misc import find_available_port, get_device_count
 
-    from . import launch
+    from ..activation import launch
 
     cmd = [
         sys.executable, "-m", "torch.distributed.run",  # torchrun of this interpreter, whatever PATH says
@@ -70,15 +70,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     if command == "train":
         return train(argv)
     if command == "demo":
-        from .demo import main as demo_main
+        from ..demo import main as demo_main
 
         return demo_main(argv)
     if command == "doctor":
-        from .doctor import main as doctor_main
+        from ..templates.doctor import main as doctor_main
 
         return doctor_main(argv)
     if command == "export":
-        from .export import main as export_main
+        from ..serving import main as export_main
 
         return export_main(argv)
     if command == "check":

@@ -37,10 +37,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers import TrainerCallback
 
-from .options import BLOCK, OptionsError
+from ..options import BLOCK, OptionsError
 
 if TYPE_CHECKING:
-    from .options import ThinkPluginOptions, TokenInitSpec
+    from ..options import ThinkPluginOptions, TokenInitSpec
 
 NOISE_TRUNCATION = 2.0  # noise is drawn from N(0, std) truncated to [-2 std, 2 std]
 
@@ -173,7 +173,7 @@ def prepare_lf_args(opts: ThinkPluginOptions, lf_args: dict[str, Any]) -> None:
                     f"`{BLOCK}.train_new_tokens_only` / `{BLOCK}.unfreeze` need the trainer's own optimizer step and "
                     f"are not supported with `{key}`; train the new rows without {key} first, or drop those options."
                 )
-    from .deepspeed_compat import check_embedding_copies
+    from .deepspeed_guard import check_embedding_copies
 
     check_embedding_copies(lf_args)
     tokenizer = _load_tokenizer(lf_args)
@@ -202,7 +202,7 @@ def prepare_lf_args(opts: ThinkPluginOptions, lf_args: dict[str, Any]) -> None:
 
 def peft_config_for_run(model: torch.nn.Module, peft_config: Any) -> Any:
     """The PEFT config LF built, adjusted for this run's token_init; LF's object untouched otherwise."""
-    from .runtime import active
+    from ..activation.hooks import active
 
     opts = active()
     if opts is None or not opts.token_init or _PLAN is None:
@@ -534,7 +534,7 @@ def make_callbacks(opts: ThinkPluginOptions, plan: Plan | None = None) -> list[T
 
 
 def wrap_trainer_class(cls: type, opts: ThinkPluginOptions) -> type:
-    from .train_new_rows import wrap_trainer_class as wrap
+    from .new_rows import wrap_trainer_class as wrap
 
     return wrap(cls, opts)
 
