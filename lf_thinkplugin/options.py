@@ -55,13 +55,13 @@ class UnfreezeStage(_Strict):
 
 
 class ThinkPluginOptions(_Strict):
-    # templates (templates/, doctor.py)
+    # templates (templates/: encoders, doctor)
     template: Optional[str] = Field(
         default=None,
         description="`auto` picks the template with full parity from the tokenizer (doctor scan) and sets LF's "
         "`template`; a name sets LF's `template` to it; unset leaves LF's `template` alone.",
     )
-    # think-aware collator and loss (spans.py, collator.py, loss.py)
+    # think-aware collator and loss (loss/)
     think_loss: Literal["full", "mask_empty", "mask_reasoning"] = Field(
         default="full",
         description="`full`: every response token; `mask_empty`: whitespace-only think blocks carry no loss; "
@@ -69,11 +69,11 @@ class ThinkPluginOptions(_Strict):
     )
     think_loss_weight: float = Field(default=1.0, ge=0.0, le=1.0, description="loss weight of reasoning tokens (answers: 1)")
     log_span_loss: bool = Field(default=True, description="log `loss_think` / `loss_answer` on logging steps")
-    # reasoning data (data.py)
+    # reasoning data (data/)
     on_malformed: Literal["error", "warn", "skip"] = Field(
         default="warn", description="what to do with samples whose think tags are malformed"
     )
-    # token init (token_init.py)
+    # token init (tokens/)
     token_init: Optional[dict[str, TokenInitSpec]] = Field(
         default=None,
         description="new token -> init spec; a list is shorthand for strategy `tokens` with those sources. "
@@ -82,7 +82,7 @@ class ThinkPluginOptions(_Strict):
     reinit: bool = Field(default=False, description="re-initialise token_init tokens that already exist")
     train_new_tokens_only: bool = Field(default=False, description="train only the new tokens' embedding rows")
     unfreeze: Optional[list[UnfreezeStage]] = Field(default=None, description="staged unfreezing schedule")
-    # serving bundle (export/)
+    # serving bundle (serving/)
     export_serving: bool = Field(default=True, description="write the serving bundle (Jinja, Modelfile, LMDeploy JSON) into output_dir")
 
     @field_validator("token_init", mode="before")
@@ -169,10 +169,66 @@ def parse_options(block: Any) -> ThinkPluginOptions:
         raise OptionsError("invalid `thinkplugin:` options:\n  - " + "\n  - ".join(lines)) from None
 
 
-def check_against_lf(opts: ThinkPluginOptions, lf_args: dict[str, Any]) -> None:
-    """Refuse plugin options that contradict LF's own arguments (raw dict, before LF parses it)."""
+# LF back ends that train without the workflows the plugin hooks (LF's `_training_function` branches)
+_BYPASSING = {
+    "use_mca": "LF's Megatron-Core (mcore_adapter) workflows",
+    "use_hyper_parallel": "LF's hyper_parallel SFT workflow",
+    "use_kt": "LF's KTransformers trainer",
+}
+_ENV_BYPASSING = {"USE_MCA": "use_mca", "USE_KT": "use_kt"}
+_REF_FREE_LOSSES = ("orpo", "simpo")  # DPO losses without a reference model (LF: use_ref_model false)
+
+
+def _env_on(name: str) -> bool:
+    import os
+
+    return os.environ.get(name, "").lower() in ("true", "y", "1")
+
+
+def check_lf_keys(lf_args: dict[str, Any], known: set[str]) -> None:
+    """LF's own keys, checked while the plugin reads the arguments: a typo gets a did-you-mean, as the
+    plugin's keys do (LF would raise a traceback naming the key without one)."""
+    unknown = sorted(k for k in lf_args if k not in known)
+    if unknown:
+        names = sorted(known)
+        lines = [f"unknown LLaMA-Factory key `{k}`.{_did_you_mean(k, names, '')}" for k in unknown]
+        raise OptionsError("\n  - ".join(["invalid arguments:", *lines])
+                           + "\n  (see `llamafactory-cli train -h` for LF's keys; plugin options go under `thinkplugin:`)")
+
+
+def check_against_lf(opts: ThinkPluginOptions, lf_args: dict[str, Any], lf_keys: Optional[set[str]] = None) -> None:
+    """Refuse plugin options that contradict LF's own arguments (raw dict, before LF parses it), and
+    modes the plugin cannot act in, by name. `lf_keys`: LF's argument names, to check LF's keys too."""
+    if lf_keys is not None:
+        check_lf_keys(lf_args, lf_keys)
     problems = []
     stage = lf_args.get("stage", "sft")
+    for key, what in _BYPASSING.items():
+        env = next((e for e, k in _ENV_BYPASSING.items() if k == key and _env_on(e)), None)
+        if lf_args.get(key) or env:
+            problems.append(f"`{env + '=1' if env else key + ': true'}` trains through {what}, which bypass the "
+                            f"workflows lf-thinkplugin hooks, so no `{BLOCK}` option would act; drop `{BLOCK}:` or {key}")
+    if stage == "ppo":
+        problems.append(f"`stage: ppo` is not supported by lf-thinkplugin (its value head and reward model are outside "
+                        f"what the plugin hooks); drop `{BLOCK}:` or use stage sft / pt / dpo / kto / rm")
+    if stage != "sft":
+        sft_only = [k for k in ("train_new_tokens_only", "unfreeze", "log_span_loss") if k in opts.model_fields_set
+                    and getattr(opts, k)]
+        for key in sft_only:
+            problems.append(f"`{BLOCK}.{key}` acts through the SFT trainer and collator, and stage {stage} uses LF's "
+                            f"own {stage} trainer; drop it, or run this part as `stage: sft`")
+    if opts.token_init and stage in ("dpo", "kto"):
+        ref_free = stage == "dpo" and lf_args.get("pref_loss") in _REF_FREE_LOSSES
+        if not ref_free and (lf_args.get("finetuning_type", "lora") != "lora" or lf_args.get("ref_model")):
+            problems.append(
+                f"`{BLOCK}.token_init` with stage {stage}: LF loads a separate reference model, whose new rows get LF's "
+                "own initialisation, not token_init's, so policy and reference would disagree on the new tokens; use "
+                "finetuning_type: lora without ref_model (the reference is the base model with the adapter off, which "
+                f"holds token_init's rows){' or pref_loss: simpo / orpo (no reference model)' if stage == 'dpo' else ''}"
+            )
+    if opts.token_init and (lf_args.get("fsdp") or _env_on("ACCELERATE_USE_FSDP")):
+        problems.append(f"`{BLOCK}.token_init` under FSDP is not supported: writing rows into FSDP-sharded embeddings "
+                        "is not verified; initialise the tokens in a run without FSDP (or with DeepSpeed ZeRO-3)")
     if opts.think_loss != "full" or opts.think_loss_weight != 1.0:
         if stage != "sft":
             problems.append(f"think_loss / think_loss_weight apply to `stage: sft` only, got stage: {stage}")

@@ -4,21 +4,33 @@
 #   Go, whose text/template renders Ollama Modelfile TEMPLATEs (serving parity, tests/test_export.py);
 # - DeepSpeed, whose CPU accelerator runs ZeRO-3 on two gloo ranks (tests/test_token_init_zero3.py).
 #   Its sdist builds against the venv's torch, hence --no-build-isolation (and wheel for bdist_wheel).
-# Without them those tests skip with a reason. .ci/run installs all three so CI runs them.
+# Without them those tests skip with a reason. .ci/run installs all three so CI runs them: under
+# CI=true a failed install makes this script exit 1 (after trying the others), so CI fails here
+# rather than skipping; outside CI it only warns.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
+failed=()
+missing() {  # $1: what failed, $2: what that means for the tests
+  echo "warning: $1; $2" >&2
+  failed+=("$1")
+}
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps \
   lmdeploy==0.18.0 mmengine==0.10.7 yapf==0.43.0 addict==2.4.0 pybase64==1.5.1 platformdirs \
-  || echo "warning: lmdeploy not installed; its parity tests will skip" >&2
+  || missing "lmdeploy not installed" "its parity tests will skip (and fail under CI=true)"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check wheel setuptools \
   && "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-build-isolation -c constraints.txt deepspeed==0.19.8 \
-  || echo "warning: deepspeed not installed; the ZeRO-3 tests will skip (and fail under CI=true)" >&2
+  || missing "deepspeed not installed" "the ZeRO-3 tests will skip (and fail under CI=true)"
 if ! command -v go >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null) \
-      || echo "warning: golang-go not installed; Ollama parity tests will skip" >&2
+      || missing "golang-go not installed" "Ollama parity tests will skip (and fail under CI=true)"
   else
-    echo "warning: no Go and no root apt-get; Ollama parity tests will skip" >&2
+    missing "no Go and no root apt-get" "Ollama parity tests will skip (and fail under CI=true)"
   fi
 fi
+if [ "${#failed[@]}" -gt 0 ] && [ "${CI:-}" = "true" ]; then
+  echo "error: CI=true and ${#failed[@]} integration engine(s) failed to install: ${failed[*]}" >&2
+  exit 1
+fi
+exit 0

@@ -37,9 +37,37 @@ def require_deepspeed() -> None:
         pytest.skip(reason)
 
 
+def require_lmdeploy():
+    """LMDeploy's (ChatTemplateConfig, HFChatTemplate); skip with the reason when not importable (fail under
+    CI=true, whose setup installs it)."""
+    try:
+        from lmdeploy.model import ChatTemplateConfig, HFChatTemplate
+    except Exception as err:  # noqa: BLE001 - any import failure means: not installed usably
+        reason = (f"lmdeploy not importable ({type(err).__name__}: {err}); install it with scripts/setup_integration.sh "
+                  "(pip install --no-deps lmdeploy mmengine yapf platformdirs addict pybase64)")
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + "; .ci/run installs it")
+        pytest.skip(reason)
+    return ChatTemplateConfig, HFChatTemplate
+
+
+def require_go() -> str:
+    """The `go` binary (Ollama's text/template renderer, tests/ollama_render); skip with the reason when absent
+    (fail under CI=true, whose setup installs it)."""
+    import shutil
+
+    go = shutil.which("go")
+    if go is None:
+        reason = "Go not found: install it with scripts/setup_integration.sh (Debian's golang-go)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + "; .ci/run installs it")
+        pytest.skip(reason)
+    return go
+
+
 def fixture_tokenizer(name: str):
     """A fresh fixture tokenizer, loaded the way plugin runs load it: AutoTokenizer, except where that
-    class corrupts ids (R1-Distill, DeepSeek-V3 under transformers 5.x; see tokenizer_fidelity)."""
+    class corrupts ids (R1-Distill, DeepSeek-V3 under transformers 5.x; see loading/tokenizer.py)."""
     from lf_thinkplugin.loading.tokenizer import from_pretrained
 
     return from_pretrained(str(require_fixture(name)), local_files_only=True)
@@ -56,6 +84,28 @@ def load_tokenizer():
         return cache[name]
 
     return load
+
+
+@pytest.fixture(scope="session")
+def hub_cache(tmp_path_factory) -> Path:
+    """An offline HF hub cache (tests/hf_cache.py) holding tiny models of the recipes' hub ids, with real tokenizers."""
+    from hf_cache import HUB_MODELS, build_hub_cache
+
+    fixtures = {repo_id: require_fixture(name) for repo_id, name in HUB_MODELS.items()}
+    return build_hub_cache(tmp_path_factory.mktemp("hf_hub"), fixtures)
+
+
+@pytest.fixture
+def hub_env(hub_cache) -> dict[str, str]:
+    """Environment of a user who downloaded the recipes' models before and now runs offline."""
+    return {"HF_HUB_CACHE": str(hub_cache), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+@pytest.fixture
+def workspace(tmp_path) -> Path:
+    """A user's working folder: the shipped examples/ in it (recipes use relative dataset and output paths)."""
+    (tmp_path / "examples").symlink_to(REPO / "examples", target_is_directory=True)
+    return tmp_path
 
 
 @pytest.fixture(scope="session")

@@ -152,15 +152,20 @@ def test_report_warn_keeps_skip_drops_history_turns_count():
     assert report_malformed(clean, "demo", on_malformed="error") is clean
 
 
-def test_report_policy_defaults_to_the_active_run(monkeypatch):
-    from lf_thinkplugin.activation import hooks
-    from lf_thinkplugin.options import ThinkPluginOptions
+def test_report_policy_comes_from_the_run_context():
+    from types import SimpleNamespace
+
+    from lf_thinkplugin.activation.context import RunContext
 
     data = aligned([GOOD, BAD])
-    monkeypatch.setattr(runtime, "_active", None)
     assert len(report_malformed(data, "demo")) == 2  # no thinkplugin block: warn
-    monkeypatch.setattr(runtime, "_active", ThinkPluginOptions(on_malformed="skip"))
-    assert len(report_malformed(data, "demo")) == 1
+    ctx = RunContext.create({"on_malformed": "skip"}, {"model_name_or_path": "m"}, from_cli=False)
+    kept = ctx.dataset(data, SimpleNamespace(dataset_name="demo"), SimpleNamespace(template=None))
+    assert len(kept) == 1
+    ctx = RunContext.create({"on_malformed": "error"}, {"model_name_or_path": "m"}, from_cli=True)
+    with pytest.raises(SystemExit) as exit_:  # a refusal inside LF's run on the command line: exit 2, no traceback
+        ctx.dataset(data, SimpleNamespace(dataset_name="demo"), SimpleNamespace(template=None))
+    assert exit_.value.code == 2
 
 
 def test_report_on_lf_sharegpt_data():

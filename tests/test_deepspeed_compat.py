@@ -7,7 +7,7 @@ import json
 import pytest
 from conftest import REPO
 
-from lf_thinkplugin import deepspeed_compat
+from lf_thinkplugin.tokens import deepspeed_guard
 from lf_thinkplugin.tokens.deepspeed_guard import check_embedding_copies, zero_stage
 from lf_thinkplugin.options import OptionsError
 
@@ -19,10 +19,10 @@ def deepspeed_version(monkeypatch):
     def set_version(version: str | None):
         def fake(name: str) -> str:
             if name != "deepspeed" or version is None:
-                raise deepspeed_compat.metadata.PackageNotFoundError(name)
+                raise deepspeed_guard.metadata.PackageNotFoundError(name)
             return version
 
-        monkeypatch.setattr(deepspeed_compat.metadata, "version", fake)
+        monkeypatch.setattr(deepspeed_guard.metadata, "version", fake)
 
     return set_version
 

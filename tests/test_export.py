@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO, require_fixture
+from conftest import REPO, require_fixture, require_go, require_lmdeploy
 
 from lf_thinkplugin.demo.fixtures import QWEN3, R1_DISTILL
 
@@ -183,15 +183,6 @@ def test_doctor_round_trip_on_exported_folders(exported):
         assert report.ok and report.recommended == template, (template, report.with_parity)
 
 
-def _lmdeploy():
-    try:
-        from lmdeploy.model import ChatTemplateConfig, HFChatTemplate
-    except Exception as err:  # noqa: BLE001 - any import failure means: not installed usably
-        pytest.skip(f"lmdeploy not importable ({type(err).__name__}: {err}); install: pip install --no-deps lmdeploy "
-                    "mmengine yapf platformdirs addict pybase64")
-    return ChatTemplateConfig, HFChatTemplate
-
-
 def _conversation(probe, messages):
     return ([{"role": "system", "content": probe.system}] if probe.system else []) + messages
 
@@ -204,7 +195,7 @@ def test_lmdeploy_renders_the_training_tokens(exported, template):
     from lf_thinkplugin.serving.lmdeploy import unexpressible
     from lf_thinkplugin.templates.probes import PROBES
 
-    ChatTemplateConfig, HFChatTemplate = _lmdeploy()
+    ChatTemplateConfig, HFChatTemplate = require_lmdeploy()
     folder = exported[template]
     tok = tokenizer_of(folder)
     json_template = ChatTemplateConfig.from_json(str(folder / "lmdeploy_chat_template.json")).chat_template()
@@ -243,9 +234,7 @@ def test_lmdeploy_renders_the_training_tokens(exported, template):
 
 
 def _go_renderer(tmp_path_factory) -> Path:
-    go = shutil.which("go")
-    if go is None:
-        pytest.skip("Go not found: install Debian's golang-go to render Ollama templates with Go's text/template")
+    go = require_go()
     binary = tmp_path_factory.mktemp("go") / "ollama_render"
     env = dict(os.environ, GOCACHE=str(binary.parent / "cache"), GOPATH=str(binary.parent / "gopath"), GOFLAGS="-mod=mod")
     proc = subprocess.run([go, "build", "-o", str(binary), str(REPO / "tests" / "ollama_render" / "main.go")],
@@ -351,13 +340,12 @@ def test_callback_writes_the_bundle_into_checkpoints_and_output_dir(tiny_qwen3, 
 def test_tiny_training_run_output_dir_has_the_bundle(tiny_qwen3, tmp_path):
     from lfrun import base_config, train
 
-    from lf_thinkplugin import callbacks
-    from lf_thinkplugin.serving.callback import ServingBundleCallback
+    from lf_thinkplugin.activation.callbacks import plugin_callbacks
     from lf_thinkplugin.options import parse_options
-
-    if not any(isinstance(c, ServingBundleCallback) for c in callbacks.plugin_callbacks(parse_options({}))):
-        pytest.skip("export.make_callbacks is not wired into lf_thinkplugin/callbacks.py yet")
+    from lf_thinkplugin.serving.callback import ServingBundleCallback
     from lf_thinkplugin.templates.doctor import diagnose
+
+    assert any(isinstance(c, ServingBundleCallback) for c in plugin_callbacks(parse_options({})))  # wired for every run
 
     out = tmp_path / "out"
     config = base_config(tiny_qwen3, out, template="qwen3_think", save_strategy="steps", save_steps=2,

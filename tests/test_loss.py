@@ -9,11 +9,12 @@ import torch
 import torch.nn.functional as F
 from test_collator import REASON, TWO_BLOCKS, encode, user
 
-from lf_thinkplugin.loss.collator import SPAN_KEY, think_collator_class
+import lf_thinkplugin.loss.trainer as trainer_mod
 from lf_thinkplugin.demo.fixtures import QWEN3
+from lf_thinkplugin.loss.collator import SPAN_KEY, think_collator_class
+from lf_thinkplugin.loss.spans import IGNORE_INDEX, REASONING
 from lf_thinkplugin.loss.trainer import think_trainer_class, weighted_loss_sum
 from lf_thinkplugin.options import ThinkPluginOptions
-from lf_thinkplugin.loss.spans import IGNORE_INDEX, REASONING
 
 SAMPLES = [(user(), REASON), (user("Capital?"), "<think>\n\n</think>\n\nParis."), (user(), TWO_BLOCKS)]
 
@@ -141,6 +142,103 @@ def test_span_losses_match_a_direct_measurement(setup, tmp_path):
     record = next(r for r in trainer.state.log_history if "loss" in r)
     assert record["loss_think"] == pytest.approx(expected_think, rel=1e-5)
     assert record["loss_answer"] == pytest.approx(expected_answer, rel=1e-5)
+
+
+def unchunked_ce(logits, labels):
+    """The one-piece formula the chunked cross-entropy replaces: token CE over every position at once."""
+    targets = F.pad(labels, (0, 1), value=IGNORE_INDEX)[..., 1:]
+    return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX,
+                           reduction="none").view(targets.shape)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_chunked_weighted_loss_equals_unchunked_with_gradients(setup, monkeypatch, dtype):
+    features, tpl, tok, model = setup
+    from llamafactory.data import SFTDataCollatorWith4DAttentionMask
+
+    opts = ThinkPluginOptions(think_loss_weight=0.5)
+    batch = think_collator_class(SFTDataCollatorWith4DAttentionMask)(options=opts, template=tpl, tokenizer=tok)(
+        copy.deepcopy(features))
+    model.eval()
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.to(dtype)
+    labels, kinds = batch["labels"], batch[SPAN_KEY]
+    trained = int((labels[:, 1:] != IGNORE_INDEX).sum())
+    monkeypatch.setattr(trainer_mod, "LOSS_CHUNK", 5)  # many chunks, a sequence far longer than one
+    pieces = trainer_mod._pieces(F.pad(labels, (0, 1), value=IGNORE_INDEX)[..., 1:].reshape(-1))
+    assert len(pieces) == -(-trained // 5) and {type(i) for i, _ in pieces} == {slice, torch.Tensor}
+
+    leaf = logits.clone().requires_grad_()
+    total, ce, weights = weighted_loss_sum(leaf, labels, kinds, 0.5)
+    (total / weights.sum()).backward()
+    ref_leaf = logits.clone().requires_grad_()
+    ref_ce = unchunked_ce(ref_leaf, labels)
+    ref_total = (ref_ce * weights).sum()
+    (ref_total / weights.sum()).backward()
+    assert torch.equal(ce, ref_ce) and torch.equal(total, ref_total)
+    assert leaf.grad.dtype == dtype and leaf.grad.abs().sum() > 0
+    torch.testing.assert_close(leaf.grad, ref_leaf.grad, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_chunked_cross_entropy_on_random_non_contiguous_logits(monkeypatch, dtype):
+    """Random logits (a transposed view, so not contiguous), IGNORE holes and runs: values and gradients
+    equal F.cross_entropy's on the full logits, for every chunk size."""
+    gen = torch.Generator().manual_seed(0)
+    base = (torch.randn(3, 50, 23, generator=gen) * 4).to(dtype)
+    targets = torch.randint(0, 50, (3, 23), generator=gen)
+    targets[torch.rand(3, 23, generator=gen) < 0.3] = IGNORE_INDEX
+    targets[1, 5:15] = IGNORE_INDEX
+    ref_leaf = base.clone().requires_grad_()
+    ref_logits = ref_leaf.transpose(1, 2)
+    ref = F.cross_entropy(ref_logits.float().reshape(-1, 50), targets.reshape(-1), ignore_index=IGNORE_INDEX,
+                          reduction="none").view(targets.shape)
+    upstream = torch.rand(3, 23, generator=gen)
+    (ref * upstream).sum().backward()
+    for chunk in (1, 4, 17, 10**6):
+        monkeypatch.setattr(trainer_mod, "LOSS_CHUNK", chunk)
+        leaf = base.clone().requires_grad_()
+        logits = leaf.transpose(1, 2)
+        assert not logits.is_contiguous()
+        ce = trainer_mod.chunked_cross_entropy(logits, targets)
+        (ce * upstream).sum().backward()
+        assert ce.dtype == torch.float32 and torch.equal(ce, ref), chunk
+        assert leaf.grad.dtype == dtype
+        torch.testing.assert_close(leaf.grad, ref_leaf.grad, rtol=1e-6, atol=1e-8, msg=f"chunk {chunk}")
+
+
+def test_chunked_loss_with_no_trained_position():
+    logits = torch.randn(2, 6, 11, requires_grad=True)
+    labels = torch.full((2, 6), IGNORE_INDEX)
+    total, ce, _ = weighted_loss_sum(logits, labels, torch.zeros_like(labels), 0.5)
+    total.backward()
+    assert total.item() == 0 and not ce.any() and not logits.grad.any()
+
+
+def test_chunked_span_tracking_equals_one_piece(setup, tmp_path, monkeypatch):
+    trainer = make_trainer(setup, tmp_path, ThinkPluginOptions(think_loss="mask_reasoning"))
+    batch = trainer.data_collator(copy.deepcopy(setup[0]))
+    with torch.no_grad():
+        logits = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    labels, ids, kinds = batch["labels"], batch["input_ids"], batch[SPAN_KEY]
+    # the former one-piece measurement: CE over logits[at] in one call
+    masked = (labels == IGNORE_INDEX) & (kinds == REASONING)
+    targets = F.pad(torch.where(masked, ids, labels), (0, 1), value=IGNORE_INDEX)[..., 1:]
+    kind = F.pad(kinds, (0, 1), value=0)[..., 1:].masked_fill(targets == IGNORE_INDEX, 0)
+    at = kind > 0
+    ce = F.cross_entropy(logits[at].float(), targets[at], reduction="none")
+    think = kind[at] == REASONING
+    expected = torch.stack([ce[think].sum(), think.sum(), ce[~think].sum(), (~think).sum()]).to(torch.float32)
+    for chunk in (3, int(at.sum()) - 1, int(at.sum()), 10**9):
+        monkeypatch.setattr(trainer_mod, "LOSS_CHUNK", chunk)
+        trainer._span_sums = None
+        trainer._track(logits, labels, ids, kinds)
+        assert torch.equal(trainer._span_sums, expected), chunk
+
+
+def test_weighted_loss_with_small_chunks_equals_hand_computation(setup, tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer_mod, "LOSS_CHUNK", 4)
+    test_weighted_loss_equals_hand_computation(setup, tmp_path)
 
 
 @pytest.mark.parametrize(

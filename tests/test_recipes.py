@@ -1,5 +1,9 @@
-"""Every recipe in examples/yaml passes `lf-think check`; recipes 6, 1, 5 and 4 (ZeRO-3, two CPU ranks) also train for real."""
+"""Every recipe in examples/yaml as shipped: its hub ids served from an offline HF cache built from the
+fixtures (tests/hf_cache.py), run from a user's folder holding examples/. `lf-think check` passes on each,
+and each trains through `llamafactory-cli` (recipe 4: ZeRO-3 on two CPU ranks; recipe 6: `lf-think demo`)
+with command-line overrides of steps and precision only."""
 
+import json
 import os
 import subprocess
 
@@ -8,19 +12,36 @@ import pytest
 from conftest import REPO, require_deepspeed, require_fixture
 from lfrun import BIN, log_history, train
 
-from lf_thinkplugin.demo.fixtures import QWEN25, QWEN3, R1_DISTILL
+from lf_thinkplugin.demo.fixtures import QWEN3
 
 RECIPES = REPO / "examples" / "yaml"
-# recipe -> (fixture tokenizer standing in for the model, template the check must report)
+# recipe -> template the check must report
 EXPECTED = {
-    "qwen3_lora_mask_empty": (QWEN3, "qwen3_think (as given)"),
-    "r1_distill_full_auto": (R1_DISTILL, "r1_distill_qwen (by thinkplugin.template: auto)"),
-    "qwen25_add_think_tokens": (QWEN25, "qwen (as given)"),
-    "qwen25_think_lora": (QWEN25, "qwen (as given)"),
-    "qwen3_lora_zero3": (QWEN3, "qwen3_think (as given)"),
-    "answer_only_mask_reasoning": (QWEN3, "qwen3_think (as given)"),
-    "demo_tiny": (QWEN3, "qwen3_think (by thinkplugin.template: auto)"),
+    "qwen3_lora_mask_empty": "qwen3_think (as given)",
+    "r1_distill_full_auto": "r1_distill_qwen (by thinkplugin.template: auto)",
+    "qwen25_add_think_tokens": "qwen (as given)",
+    "qwen25_think_lora": "qwen (as given)",
+    "qwen3_lora_zero3": "qwen3_think (as given)",
+    "answer_only_mask_reasoning": "qwen3_think (as given)",
+    "demo_tiny": "qwen3_think (by thinkplugin.template: auto)",
 }
+# the scale-down: steps and precision (a CPU has no bf16 training), nothing about the model or data
+SCALED_DOWN = ("max_steps=2", "logging_steps=1", "save_steps=100", "bf16=false")
+
+
+def lf_think(args, workspace, env):
+    return subprocess.run([str(BIN / "lf-think"), *args], cwd=workspace, capture_output=True, text=True,
+                          env={**os.environ, **env}, stdin=subprocess.DEVNULL)
+
+
+def check_recipe(recipe, workspace, env):
+    proc = lf_think(["check", f"examples/yaml/{recipe}.yaml"], workspace, env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    report = proc.stdout[proc.stdout.index("recipe: "):]
+    assert f"template: {EXPECTED[recipe]}" in report
+    assert "check passed: no model weights were loaded" in report
+    assert not (workspace / "saves").exists() or recipe in ("demo_tiny", "qwen25_think_lora")  # never made by a dry run
+    return report
 
 
 def test_every_recipe_is_covered_and_documented():
@@ -30,17 +51,37 @@ def test_every_recipe_is_covered_and_documented():
         assert head[0].startswith("### Recipe ") and any("When to use" in line for line in head), path.name
 
 
-@pytest.mark.parametrize("recipe", sorted(EXPECTED))
-def test_recipe_passes_check(recipe, tmp_path):
-    fixture, template = EXPECTED[recipe]
-    cmd = [str(BIN / "lf-think"), "check", str(RECIPES / f"{recipe}.yaml"), f"model_name_or_path={require_fixture(fixture)}"]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = proc.stdout[proc.stdout.index("recipe: "):]
-    assert f"template: {template}" in report
-    assert "check passed: no model weights were loaded" in report
+@pytest.mark.parametrize("recipe", sorted(set(EXPECTED) - {"qwen25_think_lora"}))  # 3b: after 3a, below
+def test_recipe_passes_check(recipe, workspace, hub_env):
+    if recipe == "demo_tiny":  # its model is the tiny one `lf-think demo` builds
+        from lf_thinkplugin.demo.tiny_model import build_tiny_model
+
+        build_tiny_model(workspace / "saves" / "tiny-qwen3", require_fixture(QWEN3))
+    report = check_recipe(recipe, workspace, hub_env)
     assert "data: 8 samples after preprocessing" in report
-    assert not (REPO / "saves").exists()  # the recipe's output_dir is never created by a dry run
+    model = {"demo_tiny": "saves/tiny-qwen3"}.get(recipe)
+    shipped = next(line.split(":", 1)[1].strip() for line in (RECIPES / f"{recipe}.yaml").read_text().splitlines()
+                   if line.startswith("model_name_or_path:"))
+    assert f"model: {model or shipped} (tokenizer only;" in report
+
+
+def test_hub_id_missing_from_the_offline_cache_is_refused(workspace, hub_env, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text((RECIPES / "r1_distill_full_auto.yaml").read_text().replace(
+        "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"))
+    proc = lf_think(["check", str(recipe)], workspace, hub_env)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert ("`model_name_or_path: deepseek-ai/DeepSeek-R1-Distill-Qwen-7B` (revision main) is not in "
+            f"{hub_env['HF_HUB_CACHE']} and HF_HUB_OFFLINE is set") in proc.stderr
+    assert "hf download deepseek-ai/DeepSeek-R1-Distill-Qwen-7B" in proc.stderr
+
+
+def test_doctor_reads_a_hub_id_from_the_cache(workspace, hub_env):
+    proc = lf_think(["doctor", "--model", "Qwen/Qwen3-0.6B"], workspace, hub_env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "qwen3_think" in proc.stdout
+    snapshot = hub_env["HF_HUB_CACHE"] + "/models--Qwen--Qwen3-0.6B/snapshots/"
+    assert snapshot in proc.stdout  # the cache's snapshot folder, as transformers resolves the id
 
 
 def test_demo_recipe_trains(tmp_path):
@@ -54,26 +95,52 @@ def test_demo_recipe_trains(tmp_path):
     assert again.returncode == 2 and "--force" in again.stderr  # never silently overwrites
 
 
-# recipe 4 as its launch line says, on two gloo ranks with DeepSpeed's CPU accelerator
-ZERO3_RUN = ((f"deepspeed={REPO / 'examples' / 'deepspeed' / 'ds_z3_config.json'}", "ddp_backend=gloo"),
-             {"FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2"})
+# recipe 4 as its launch line says, on two gloo ranks with DeepSpeed's CPU accelerator (gloo: no NCCL on a CPU)
+ZERO3_RUN = (("ddp_backend=gloo",), {"FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2"})
 
 
-@pytest.mark.parametrize("recipe", ["qwen3_lora_mask_empty", "answer_only_mask_reasoning", "qwen3_lora_zero3"])
-def test_recipe_trains_scaled_down(recipe, tiny_qwen3, tmp_path):
-    extra, env = ((), None)
+def shipped_output_dir(recipe: str) -> str:
+    return next(line.split(":", 1)[1].strip() for line in (RECIPES / f"{recipe}.yaml").read_text().splitlines()
+                if line.startswith("output_dir:"))
+
+
+def train_shipped(recipe, workspace, hub_env, extra=(), env=None):
+    proc = train(workspace / "examples" / "yaml" / f"{recipe}.yaml", workspace, cli_overrides=(*SCALED_DOWN, *extra),
+                 env={**hub_env, **(env or {})})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    out = workspace / shipped_output_dir(recipe)
+    steps = [r for r in log_history(out) if "loss" in r]
+    assert len(steps) == 2
+    assert (out / "thinkplugin_args.yaml").is_file()
+    return proc, out, steps
+
+
+@pytest.mark.parametrize("recipe", ["qwen3_lora_mask_empty", "answer_only_mask_reasoning", "qwen3_lora_zero3",
+                                    "r1_distill_full_auto"])
+def test_recipe_trains_as_shipped(recipe, workspace, hub_env):
+    extra, env = (), None
     if recipe == "qwen3_lora_zero3":
         require_deepspeed()
         extra, env = ZERO3_RUN
-    out = tmp_path / "out"
-    overrides = (f"model_name_or_path={tiny_qwen3}", f"dataset_dir={REPO / 'examples' / 'data'}", f"output_dir={out}",
-                 "max_steps=3", "num_train_epochs=1", "cutoff_len=256", "bf16=false", "logging_steps=1",
-                 "gradient_accumulation_steps=1", "preprocessing_num_workers=null", "plot_loss=false", "save_steps=100",
-                 *extra)
-    proc = train(RECIPES / f"{recipe}.yaml", tmp_path, cli_overrides=overrides, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc, out, steps = train_shipped(recipe, workspace, hub_env, extra, env)
+    log = proc.stdout + proc.stderr
     if env:
-        assert "Detected DeepSpeed ZeRO-3: activating zero.init() for this model" in proc.stdout + proc.stderr
-    steps = [r for r in log_history(out) if "loss" in r]
-    assert len(steps) == 3 and all("loss_answer" in r for r in steps)
+        assert "Detected DeepSpeed ZeRO-3: activating zero.init() for this model" in log
+    if recipe == "r1_distill_full_auto":
+        assert (out / "model.safetensors").is_file() and "template: auto -> r1_distill_qwen" in log
+    else:  # LoRA on the hub id, which the adapter records as its base (what serving loads)
+        assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == "Qwen/Qwen3-0.6B"
+    assert all("loss_answer" in r and "loss_think" in r for r in steps)  # log_span_loss (on by default)
+
+
+def test_think_token_recipes_chain(workspace, hub_env):
+    """Recipe 3a adds `<think>` / `</think>` to Qwen2.5 and trains only their rows; 3b continues from its output."""
+    from transformers import AutoTokenizer
+
+    _, warmup, _ = train_shipped("qwen25_add_think_tokens", workspace, hub_env)
+    tokenizer = AutoTokenizer.from_pretrained(str(warmup))
+    assert tokenizer.convert_tokens_to_ids(["<think>", "</think>"]) == [151665, 151666]
+    assert tokenizer("<think>x</think>", add_special_tokens=False)["input_ids"][:1] == [151665]
+    check_recipe("qwen25_think_lora", workspace, hub_env)
+    _, out, _ = train_shipped("qwen25_think_lora", workspace, hub_env)
     assert (out / "adapter_model.safetensors").is_file()

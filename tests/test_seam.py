@@ -7,7 +7,8 @@ import pytest
 import llamafactory
 import llamafactory.hparams as hparams
 import llamafactory.hparams.parser as parser
-from lf_thinkplugin import register, runtime, seam
+from lf_thinkplugin import register
+from lf_thinkplugin.activation import seam
 from lf_thinkplugin.options import OptionsError
 
 
@@ -26,8 +27,10 @@ def test_read_args_strips_block_and_activates_options():
     out = parser.read_args(args)
     assert out == {"model_name_or_path": "m"}
     assert "thinkplugin" in args  # the caller's dict is not edited
-    assert runtime.active().think_loss == "mask_empty"
-    runtime.set_active(None)
+    assert seam.bound().options.think_loss == "mask_empty"
+    assert parser.read_args(out) is out and seam.bound() is not None  # LF re-reading the same dict: same run
+    assert parser.read_args({"model_name_or_path": "m"}) == {"model_name_or_path": "m"}
+    assert seam.bound() is None  # a later programmatic run without a block is stock LF: nothing carried over
 
 
 def test_read_args_without_block_is_untouched():
@@ -67,3 +70,35 @@ def test_uninstall_restores_lf_and_install_is_repeatable():
     finally:
         seam.install()
     assert parser.read_args.__name__ == "read_args_with_thinkplugin"
+
+
+def test_lf_key_typo_gets_a_did_you_mean_while_the_plugin_reads():
+    register()
+    with pytest.raises(OptionsError, match=r"unknown LLaMA-Factory key `learning_rat`. Did you mean `learning_rate`\?"):
+        parser.read_args({"model_name_or_path": "m", "learning_rat": 1e-4, "thinkplugin": {}})
+    assert seam.bound() is None
+
+
+def test_each_block_read_binds_its_own_context_and_run_names():
+    import llamafactory.train.sft.workflow as workflow
+    import llamafactory.train.tuner as tuner
+
+    register()
+    stock_run_sft = tuner.run_sft
+    first = parser.read_args({"model_name_or_path": "m", "thinkplugin": {"think_loss": "mask_empty"}})
+    ctx = seam.bound()
+    assert tuner.run_sft is not stock_run_sft and workflow.CustomSeq2SeqTrainer.__name__ == "<lambda>"
+    parser.read_args({"model_name_or_path": "m", "thinkplugin": {"think_loss": "mask_reasoning"}})
+    assert seam.bound() is not ctx and seam.bound().options.think_loss == "mask_reasoning"
+    assert parser.read_args(first) is first and seam.bound() is None  # a dict of an earlier run is a new read
+    assert tuner.run_sft is stock_run_sft  # unbound: LF's own functions again
+
+
+def test_use_ray_with_a_block_is_refused_and_without_one_is_stock_lf(monkeypatch):
+    register()
+    monkeypatch.setenv("USE_RAY", "1")
+    with pytest.raises(OptionsError) as err:
+        parser.read_args({"model_name_or_path": "m", "thinkplugin": {"think_loss": "mask_empty"}})
+    assert str(err.value) == seam.RAY_REFUSAL and seam.bound() is None
+    args = {"model_name_or_path": "m"}
+    assert parser.read_args(args) is args  # no block: LF's own Ray launcher, untouched

@@ -140,3 +140,34 @@ def test_attention_mask_excludes_padding_with_label_pad_token():
     spans = tags(R1_DISTILL).find(labels, mask)
     assert spans.valid[0].tolist() == [True] * len(ids) + [False] * 3
     assert not spans.reasoning[0, -4:].any()  # eos and pads
+
+
+@pytest.mark.parametrize("name", [QWEN3, R1_DISTILL, QWEN25, DEEPSEEK_V3])
+@pytest.mark.parametrize("policy", ["full", "mask_empty", "mask_reasoning"])
+def test_apply_policy_equals_find_then_masked_fill(name, policy):
+    """The collator's one-scan step == find() + masked_fill_ of the policy's spans + kinds(), in every layout."""
+    from lf_thinkplugin.loss.spans import apply_policy
+
+    cases, labels, _ = run_cases(name, own_eos=name in (R1_DISTILL, DEEPSEEK_V3))
+    pad = tokenizer(name).pad_token_id
+    padded = torch.where(labels == IGNORE_INDEX, torch.full_like(labels, pad), labels)  # labels padded with the pad id
+    segmented = labels.clone()
+    segmented[:, 3::17] = IGNORE_INDEX  # extra segment edges inside responses and blocks
+    layouts = [
+        (labels, None),
+        (padded, (labels != IGNORE_INDEX).long()),
+        (segmented, None),
+        (labels.t().contiguous().t(), None),  # not contiguous: masked through a copy
+        (labels.reshape(1, -1), None),  # rows packed into one
+    ]
+    for layout, mask in layouts:
+        want = layout.clone()
+        spans = tags(name).find(want, mask, empty=policy == "mask_empty")
+        if policy == "mask_reasoning":
+            want.masked_fill_(spans.reasoning, IGNORE_INDEX)
+        elif policy == "mask_empty":
+            want.masked_fill_(spans.empty, IGNORE_INDEX)
+        got = layout.clone() if layout.is_contiguous() else layout.clone().t().contiguous().t()
+        kinds = apply_policy(tags(name), got, mask, policy)
+        assert kinds.dtype == torch.int8 and torch.equal(kinds, spans.kinds())
+        assert torch.equal(got, want)

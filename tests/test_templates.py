@@ -214,6 +214,61 @@ def test_r1_answer_without_reasoning_closes_the_open_block(lf, r1):
         assert labels[: len(prompt)] == [IGNORE] * len(prompt)
 
 
+# An oracle for `r1_distill_qwen` that does not go through split_reasoning (templates/reasoning.py) or any other
+# plugin code: the official DeepSeek-R1 format, written out by hand,
+#   prompt   <｜begin▁of▁sentence｜>{system}<｜User｜>{question}<｜Assistant｜><think>\n          (no loss)
+#   response {reasoning}\n</think>\n\n{answer}<｜end▁of▁sentence｜>                           (trained)
+# with history turns as the official chat template renders them: <｜Assistant｜>{text after </think>}<｜end▁of▁sentence｜>.
+# The ids were obtained once by encoding each prompt / response string below with the `tokenizers` library on the
+# R1-Distill fixture's tokenizer.json (`Tokenizer.from_file(path).encode(text, add_special_tokens=False).ids`;
+# the whole conversation string encodes to the same ids as its two halves), then pasted here as literals.
+# Special ids: 151646 BOS, 151644 <｜User｜>, 151645 <｜Assistant｜>, 151648 <think>, 151649 </think>, 151643 EOS;
+# 198 "\n", 271 "\n\n", 624 ".\n".
+R1_ORACLE = {
+    "one turn": (
+        "Be brief.",
+        [{"role": "user", "content": "What is 2 + 3?"},
+         {"role": "assistant", "content": "<think>\nAdd 2 and 3.\n</think>\n\n5."}],
+        # "<｜begin▁of▁sentence｜>Be brief.<｜User｜>What is 2 + 3?<｜Assistant｜><think>\n"
+        [151646, 3430, 9814, 13, 151644, 3838, 374, 220, 17, 488, 220, 18, 30, 151645, 151648, 198],
+        # "Add 2 and 3.\n</think>\n\n5.<｜end▁of▁sentence｜>"
+        [2212, 220, 17, 323, 220, 18, 624, 151649, 271, 20, 13, 151643],
+    ),
+    "two turns": (
+        "Be brief.",
+        TWO_TURNS,
+        # "<｜begin▁of▁sentence｜>Be brief.<｜User｜>Name a prime.<｜Assistant｜>\n\n2.<｜end▁of▁sentence｜>"
+        # "<｜User｜>Another?<｜Assistant｜><think>\n"
+        [151646, 3430, 9814, 13, 151644, 675, 264, 10250, 13, 151645, 271, 17, 13, 151643, 151644, 14037, 30, 151645,
+         151648, 198],
+        # "3 works.\n</think>\n\n3.<｜end▁of▁sentence｜>"
+        [18, 4278, 624, 151649, 271, 18, 13, 151643],
+    ),
+}
+
+
+@pytest.mark.parametrize("enable_thinking", [True, None])
+@pytest.mark.parametrize("case", list(R1_ORACLE))
+def test_r1_distill_training_ids_equal_the_hand_written_oracle(lf, monkeypatch, case, enable_thinking):
+    """LF's own SFT path (get_template_and_fix_tokenizer + SupervisedDatasetProcessor) with the plugin's template and
+    the R1-Distill fixture tokenizer as plugin runs load it: input_ids and labels equal the literal lists exactly."""
+    from conftest import fixture_tokenizer
+    from llamafactory.data.processor import SupervisedDatasetProcessor
+    from llamafactory.hparams import DataArguments
+
+    system, messages, prompt, response = R1_ORACLE[case]
+    monkeypatch.setitem(lf.TEMPLATES, "r1_distill_qwen", copy.deepcopy(lf.TEMPLATES["r1_distill_qwen"]))
+    tokenizer = fixture_tokenizer(R1_DISTILL)  # a fresh one: LF fixes it in place
+    data_args = DataArguments(template="r1_distill_qwen", cutoff_len=4096, enable_thinking=enable_thinking)
+    template = lf.get_template_and_fix_tokenizer(tokenizer, data_args)
+    processor = SupervisedDatasetProcessor(template=template, tokenizer=tokenizer, processor=None, data_args=data_args)
+    batch = {"_prompt": [messages[:-1]], "_response": [messages[-1:]], "_system": [system], "_tools": [""],
+             "_images": [None], "_videos": [None], "_audios": [None]}  # fmt: skip
+    out = processor.preprocess_dataset(batch)
+    assert out["input_ids"] == [prompt + response]
+    assert out["labels"] == [[IGNORE] * len(prompt) + response]
+
+
 def test_plugin_templates_keep_lf_inference_prompts_official(lf, load_tokenizer, r1):
     """LF's chat engines call encode_oneturn with an empty last answer: the prompt is the generation prompt."""
     from lf_thinkplugin.templates.parity import Scanner

@@ -96,33 +96,40 @@ def lf_load(model: Path, block: dict, finetuning_type: str = "full", **lf_extra)
     from llamafactory.hparams import get_train_args
     from llamafactory.model import load_model, load_tokenizer
 
-    from lf_thinkplugin.activation import hooks
+    from lf_thinkplugin.activation import seam
 
     lf_args = {"model_name_or_path": str(model), "stage": "sft", "do_train": True, "finetuning_type": finetuning_type,
                "output_dir": str(model / "out"), "template": "qwen", "report_to": "none",
                "dataset": "think_tiny", **lf_extra}  # parsed only: LF wants a dataset name when do_train
     try:
         model_args, _, training_args, finetuning_args, _ = get_train_args({**lf_args, "thinkplugin": block})
-        opts = runtime.active()
-        assert opts is not None and opts.token_init, "the seam's read_args hook is not installed"
+        ctx = seam.bound()
+        assert ctx is not None and ctx.token_plan is not None, "the seam's read_args hook is not installed"
         tokenizer = load_tokenizer(model_args)["tokenizer"]
         model_obj = load_model(tokenizer, model_args, finetuning_args, is_trainable=True)
     finally:
-        runtime.set_active(None)  # later tests in this process run without a block
-    return opts, lf_args, tokenizer, model_obj, training_args
+        seam.end_run()  # later tests in this process run without a block
+    return ctx, lf_args, tokenizer, model_obj, training_args
 
 
-def run_init(opts, model, tokenizer, training_args, global_step: int = 0):
+def run_init(ctx, model, tokenizer, training_args, global_step: int = 0):
+    """The callback's two events as the trainer fires them: a fresh run (global_step 0) or a resume."""
     from transformers import TrainerControl, TrainerState
 
-    """The callback's two events as the trainer fires them: a fresh run (global_step 0) or a resume."""
-    callback = make_callbacks(opts)[0]
+    callback = make_callbacks(ctx.token_plan)[0]
     state = TrainerState()
     training_args.resume_from_checkpoint = f"checkpoint-{global_step}" if global_step else None
     callback.on_init_end(training_args, state, TrainerControl(), model=model, processing_class=tokenizer)
     state.global_step = global_step
     callback.on_train_begin(training_args, state, TrainerControl(), model=model, processing_class=tokenizer)
     return callback
+
+
+def prepare(opts, lf_args):
+    """token_init's preparation with the checkpoint tokenizer a run context loads (faithful); returns the plan."""
+    from lf_thinkplugin.loading.tokenizer import from_pretrained
+
+    return prepare_lf_args(opts, lf_args, from_pretrained(lf_args["model_name_or_path"]))
 
 
 def combo(weight: torch.Tensor, tokenizer, sources: list[str]) -> torch.Tensor:
@@ -138,7 +145,7 @@ def combo(weight: torch.Tensor, tokenizer, sources: list[str]) -> torch.Tensor:
 def test_prepare_adds_missing_tokens_through_lf_add_tokens(qwen25_untied):
     opts = parse_options({"token_init": SPECS})
     lf_args = {"model_name_or_path": str(qwen25_untied), "add_tokens": "<tool>", "finetuning_type": "full"}
-    prepare_lf_args(opts, lf_args)
+    plan = prepare(opts, lf_args)
     assert lf_args["add_tokens"] == "<tool>,<think>,</think>"  # the user's own value kept, ours appended
     assert "resize_vocab" not in lf_args  # LF sets it itself when add_tokens adds something
 
@@ -146,32 +153,28 @@ def test_prepare_adds_missing_tokens_through_lf_add_tokens(qwen25_untied):
 def test_prepare_leaves_tokens_the_user_makes_special(qwen25_untied):
     opts = parse_options({"token_init": SPECS})
     lf_args = {"model_name_or_path": str(qwen25_untied), "add_special_tokens": "</think>", "finetuning_type": "full"}
-    prepare_lf_args(opts, lf_args)
+    plan = prepare(opts, lf_args)
     assert lf_args["add_tokens"] == "<think>"
 
 
 def test_prepare_with_lora_plans_lf_ids_and_leaves_resize_vocab_to_lf(qwen25_untied):
-    from lf_thinkplugin.tokens.token_init import current_plan
-
     lf_args = {"model_name_or_path": str(qwen25_untied), "finetuning_type": "lora", "add_tokens": "<tool>"}
-    prepare_lf_args(parse_options({"token_init": SPECS}), lf_args)
+    plan = prepare(parse_options({"token_init": SPECS}), lf_args)
     assert "resize_vocab" not in lf_args  # the PEFT config hook makes the rows trainable; LF resizes on add_tokens
     # the ids LF's patch_tokenizer gives: the user's <tool> first, then ours
-    assert current_plan().ids == {"<think>": THINK + 1, "</think>": END + 1}
-    assert current_plan().additional_target is None
+    assert plan.ids == {"<think>": THINK + 1, "</think>": END + 1}
+    assert plan.additional_target is None
 
 
 def test_existing_token_is_left_with_a_warning_unless_reinit(tiny_qwen3, capsys):
-    from lf_thinkplugin.tokens.token_init import current_plan
-
     lf_args = {"model_name_or_path": str(tiny_qwen3), "finetuning_type": "full"}
-    prepare_lf_args(parse_options({"token_init": {"<think>": ["思考"]}}), lf_args)
+    plan = prepare(parse_options({"token_init": {"<think>": ["思考"]}}), lf_args)
     assert "add_tokens" not in lf_args
-    entry = current_plan().tokens[0]
+    entry = plan.tokens[0]
     assert (entry.is_new, entry.initialise) == (False, False)
     assert "'<think>' already exists (id 151667)" in capsys.readouterr().out
-    prepare_lf_args(parse_options({"token_init": {"<think>": ["思考"]}, "reinit": True}), lf_args)
-    assert current_plan().tokens[0].initialise is True
+    plan = prepare(parse_options({"token_init": {"<think>": ["思考"]}, "reinit": True}), lf_args)
+    assert plan.tokens[0].initialise is True
     assert "add_tokens" not in lf_args
 
 
@@ -199,13 +202,13 @@ def test_empty_sources_list_says_what_to_write():
 def test_source_encoding_to_nothing_is_refused(qwen25_untied):
     opts = parse_options({"token_init": {"<think>": [""]}})
     with pytest.raises(OptionsError, match=r"`thinkplugin.token_init.<think>`: source '' encodes to no token"):
-        prepare_lf_args(opts, {"model_name_or_path": str(qwen25_untied)})
+        prepare(opts, {"model_name_or_path": str(qwen25_untied)})
 
 
 def test_new_rows_training_refuses_deepspeed(qwen25_untied):
     opts = parse_options({"token_init": SPECS, "train_new_tokens_only": True})
     with pytest.raises(OptionsError, match="not supported with `deepspeed`"):
-        prepare_lf_args(opts, {"model_name_or_path": str(qwen25_untied), "deepspeed": "ds_z3.json"})
+        prepare(opts, {"model_name_or_path": str(qwen25_untied), "deepspeed": "ds_z3.json"})
 
 
 def test_single_id_check_rejects_a_token_the_tokenizer_splits(load_tokenizer):
@@ -221,7 +224,7 @@ def test_single_id_check_rejects_a_token_the_tokenizer_splits(load_tokenizer):
 
 
 def test_rows_in_spare_rows_are_initialised_in_and_out(qwen25_untied, capsys):
-    opts, _, tok, model, targs = lf_load(qwen25_untied, {"token_init": SPECS})
+    ctx, _, tok, model, targs = lf_load(qwen25_untied, {"token_init": SPECS})
     w_in, w_out = model.get_input_embeddings().weight, model.get_output_embeddings().weight
     assert w_in is not w_out and w_in.shape[0] == 151936  # untied, and LF did not resize
     assert tok.convert_tokens_to_ids(["<think>", "</think>"]) == [THINK, END]
@@ -229,7 +232,7 @@ def test_rows_in_spare_rows_are_initialised_in_and_out(qwen25_untied, capsys):
     saved = weights(qwen25_untied)  # LF 0.9.5 left the spare rows as the checkpoint had them
     assert torch.equal(before_in[THINK], saved["model.embed_tokens.weight"][THINK])
 
-    run_init(opts, model, tok, targs)
+    run_init(ctx, model, tok, targs)
 
     # <think>: tokens ['思考', 'think'] -> exact combination, in and out
     torch.testing.assert_close(w_in[THINK], combo(before_in, tok, ["思考", "think"]), rtol=0, atol=1e-7)
@@ -254,16 +257,16 @@ def test_rows_in_spare_rows_are_initialised_in_and_out(qwen25_untied, capsys):
 
 def test_mean_strategy_is_the_mean_of_existing_rows_and_same_seed_same_rows(qwen25_untied):
     block = {"token_init": {"<think>": {"strategy": "mean"}, "</think>": {"strategy": "noisy_mean"}}}
-    opts, _, tok, model, targs = lf_load(qwen25_untied, block)
+    ctx, _, tok, model, targs = lf_load(qwen25_untied, block)
     w = model.get_input_embeddings().weight
     before = w.detach().clone()
-    run_init(opts, model, tok, targs)
+    run_init(ctx, model, tok, targs)
     mean = before[:151665].float().mean(dim=0)
     torch.testing.assert_close(w[THINK], mean, rtol=0, atol=1e-7)
     assert 0 < (w[END] - mean).abs().max() <= NOISE_TRUNCATION * 0.02 * before[:151665].norm(dim=1).mean() / math.sqrt(64) + 1e-7
     first = w[END].clone()
     w.data.copy_(before)  # a second rank: same seed, same rows
-    run_init(opts, model, tok, targs)
+    run_init(ctx, model, tok, targs)
     assert torch.equal(w[END], first)
 
 
@@ -273,11 +276,11 @@ def test_grown_matrix_rows_overwrite_lf_noisy_mean(tmp_path):
 
     folder = build_tiny_model(tmp_path / "m", require_fixture(QWEN25), tie_word_embeddings=True, vocab_rows=151665)
     before = weights(folder)["model.embed_tokens.weight"]
-    opts, _, tok, model, targs = lf_load(folder, {"token_init": {"<think>": ["思考"], "</think>": ["-"]}})
+    ctx, _, tok, model, targs = lf_load(folder, {"token_init": {"<think>": ["思考"], "</think>": ["-"]}})
     w = model.get_input_embeddings().weight
     assert w.shape[0] == 151680 and model.config.vocab_size == 151680
     assert w is model.get_output_embeddings().weight  # tied
-    run_init(opts, model, tok, targs)
+    run_init(ctx, model, tok, targs)
     torch.testing.assert_close(w[THINK], combo(before, tok, ["思考"]), rtol=0, atol=1e-7)
     torch.testing.assert_close(w[END], combo(before, tok, ["-"]), rtol=0, atol=1e-7)
 
@@ -285,7 +288,7 @@ def test_grown_matrix_rows_overwrite_lf_noisy_mean(tmp_path):
 def test_lora_trains_the_new_rows_as_peft_trainable_tokens(qwen25_untied):
     from peft.utils.other import TrainableTokensWrapper
 
-    opts, _, tok, model, targs = lf_load(qwen25_untied, {"token_init": SPECS}, finetuning_type="lora")
+    ctx, _, tok, model, targs = lf_load(qwen25_untied, {"token_init": SPECS}, finetuning_type="lora")
     emb, head = model.get_input_embeddings(), model.get_output_embeddings()
     assert isinstance(emb, TrainableTokensWrapper) and isinstance(head, TrainableTokensWrapper)
     config = model.peft_config["default"]
@@ -296,7 +299,7 @@ def test_lora_trains_the_new_rows_as_peft_trainable_tokens(qwen25_untied):
                          "base_model.model.lm_head.token_adapter.trainable_tokens_delta.default": (2, 64)}
     before_in = emb.original_module.weight.detach().clone()
     before_out = head.original_module.weight.detach().clone()
-    run_init(opts, model, tok, targs)
+    run_init(ctx, model, tok, targs)
     want = {"in": combo(before_in, tok, ["思考", "think"]), "out": combo(before_out, tok, ["思考", "think"])}
     for key, module, before in (("in", emb, before_in), ("out", head, before_out)):
         effective = module.weight  # PEFT's merged view: base rows with the delta rows put in
@@ -314,24 +317,24 @@ def test_lora_tied_output_follows_the_input_rows(tmp_path):
     from lf_thinkplugin.demo.tiny_model import build_tiny_model
 
     folder = build_tiny_model(tmp_path / "m", require_fixture(QWEN25), tie_word_embeddings=True)
-    opts, _, tok, model, targs = lf_load(folder, {"token_init": {"<think>": ["思考"], "</think>": ["-"]}}, finetuning_type="lora")
+    ctx, _, tok, model, targs = lf_load(folder, {"token_init": {"<think>": ["思考"], "</think>": ["-"]}}, finetuning_type="lora")
     emb, head = model.get_input_embeddings(), model.get_output_embeddings()
     assert model.peft_config["default"].trainable_token_indices == {"embed_tokens": [THINK, END]}
     assert model.peft_config["default"].modules_to_save is None
     assert head.token_adapter.tied_adapter is emb.token_adapter  # PEFT ties lm_head to the input rows
     before = emb.original_module.weight.detach().clone()
-    run_init(opts, model, tok, targs)
+    run_init(ctx, model, tok, targs)
     for tid, sources in ((THINK, ["思考"]), (END, ["-"])):
         torch.testing.assert_close(head.weight[tid], combo(before, tok, sources), rtol=0, atol=1e-7)
         assert torch.equal(head.weight[tid], emb.weight[tid])
     emb.token_adapter.token_indices["default"] = [THINK, END + 1]  # ids that disagree with LF's tokenizer
     with pytest.raises(RuntimeError, match=r"'</think>' has id 151666 in LF's tokenizer, but the adapter's trainable "
                                            r"tokens are \[151665, 151667\]"):
-        run_init(opts, model, tok, targs)
+        run_init(ctx, model, tok, targs)
 
 
 def test_lora_with_embeddings_in_additional_target_keeps_full_copies(qwen25_untied):
-    opts, _, tok, model, targs = lf_load(qwen25_untied, {"token_init": SPECS}, finetuning_type="lora",
+    ctx, _, tok, model, targs = lf_load(qwen25_untied, {"token_init": SPECS}, finetuning_type="lora",
                                          additional_target="embed_tokens,lm_head")
     assert model.peft_config["default"].trainable_token_indices is None
     emb, head = model.get_input_embeddings(), model.get_output_embeddings()
@@ -339,7 +342,7 @@ def test_lora_with_embeddings_in_additional_target_keeps_full_copies(qwen25_unti
     assert all(c.requires_grad for c in copies)  # the user's choice: full trainable copies
     before_in = emb.original_module.weight.detach().clone()
     before_out = head.original_module.weight.detach().clone()
-    run_init(opts, model, tok, targs)
+    run_init(ctx, model, tok, targs)
     want_in, want_out = combo(before_in, tok, ["思考", "think"]), combo(before_out, tok, ["思考", "think"])
     for w in (emb.original_module.weight, copies[0]):
         torch.testing.assert_close(w[THINK], want_in, rtol=0, atol=1e-7)
@@ -352,38 +355,33 @@ def test_oft_gets_full_copies_from_the_hook_even_without_new_tokens(tiny_qwen3, 
     """OFT has no trainable tokens; <think> exists in Qwen3 (reinit), so LF adds no token and asks for no
     copies: the hook adds embed_tokens / lm_head to modules_to_save itself."""
     block = {"token_init": {"<think>": ["思考"]}, "reinit": True}
-    opts, _, tok, model, targs = lf_load(tiny_qwen3, block, finetuning_type="oft")
+    ctx, _, tok, model, targs = lf_load(tiny_qwen3, block, finetuning_type="oft")
     assert sorted(model.peft_config["default"].modules_to_save) == ["embed_tokens", "lm_head"]
     assert "(OFTConfig has no trainable_token_indices); training full copies of embed_tokens, lm_head" in capsys.readouterr().out
     emb = model.get_input_embeddings()
     before = emb.original_module.weight.detach().clone()
-    run_init(opts, model, tok, targs)
+    run_init(ctx, model, tok, targs)
     torch.testing.assert_close(emb.modules_to_save["default"].weight[151667], combo(before, tok, ["思考"]), rtol=0, atol=1e-7)
 
 
 def test_peft_config_passes_through_without_token_init(qwen25_untied):
     from peft import LoraConfig
 
-    from lf_thinkplugin.activation import hooks
-    from lf_thinkplugin.tokens.token_init import peft_config_for_run
+    from lf_thinkplugin.activation.context import RunContext
 
     config = LoraConfig(target_modules=["q_proj"], modules_to_save=["embed_tokens", "lm_head"])
     snapshot = config.to_dict()
-    runtime.set_active(None)
-    assert peft_config_for_run(torch.nn.Module(), config) is config
-    runtime.set_active(parse_options({"log_span_loss": False}))
-    try:
-        assert peft_config_for_run(torch.nn.Module(), config) is config
-    finally:
-        runtime.set_active(None)
+    ctx = RunContext.create({"log_span_loss": False}, {"model_name_or_path": str(qwen25_untied)}, from_cli=False)
+    assert ctx.token_plan is None
+    assert ctx.peft_config(torch.nn.Module(), config) is config
     assert config.to_dict() == snapshot
 
 
 def test_init_is_skipped_when_resuming(qwen25_untied, capsys):
-    opts, _, tok, model, targs = lf_load(qwen25_untied, {"token_init": SPECS})
+    ctx, _, tok, model, targs = lf_load(qwen25_untied, {"token_init": SPECS})
     w = model.get_input_embeddings().weight
     before = w.detach().clone()
-    run_init(opts, model, tok, targs, global_step=2)
+    run_init(ctx, model, tok, targs, global_step=2)
     assert torch.equal(w, before)
     assert "resumed at step 2; rows kept from the checkpoint" in capsys.readouterr().out
 
@@ -394,17 +392,17 @@ def test_init_runs_when_the_trainer_is_built_and_refuses_a_late_callback_under_d
     DeepSpeed, whose fp32 partitions would revert the rows (tests/test_token_init_zero3.py)."""
     from transformers import TrainerControl, TrainerState
 
-    opts, _, tok, model, targs = lf_load(qwen25_untied, {"token_init": SPECS})
+    ctx, _, tok, model, targs = lf_load(qwen25_untied, {"token_init": SPECS})
     w = model.get_input_embeddings().weight
     before = w.detach().clone()
-    early = make_callbacks(opts)[0]
+    early = make_callbacks(ctx.token_plan)[0]
     early.on_init_end(targs, TrainerState(), TrainerControl(), model=model, processing_class=tok)
     assert not torch.equal(w[THINK], before[THINK])
     written = w.detach().clone()
     early.on_train_begin(targs, TrainerState(), TrainerControl(), model=model, processing_class=tok)
     assert torch.equal(w, written)  # not twice
     targs.deepspeed = "ds_z3_config.json"
-    late = make_callbacks(opts)[0]
+    late = make_callbacks(ctx.token_plan)[0]
     with pytest.raises(RuntimeError, match=r"added after the trainer was built, too late under DeepSpeed"):
         late.on_train_begin(targs, TrainerState(), TrainerControl(), model=model, processing_class=tok)
 

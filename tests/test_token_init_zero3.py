@@ -39,8 +39,8 @@ def deepspeed_installed():
 @pytest.fixture(scope="module")
 def reference_rows(qwen25_untied) -> dict[str, torch.Tensor]:
     """The rows a single process without DeepSpeed writes (same tokenizer, plan and seed)."""
-    opts, _, tok, model, targs = lf_load(qwen25_untied, {"token_init": SPECS}, seed=SEED)
-    run_init(opts, model, tok, targs)
+    ctx, _, tok, model, targs = lf_load(qwen25_untied, {"token_init": SPECS}, seed=SEED)
+    run_init(ctx, model, tok, targs)
     return {EMB: model.get_input_embeddings().weight.detach()[[THINK, END]].clone(),
             HEAD: model.get_output_embeddings().weight.detach()[[THINK, END]].clone()}
 

@@ -30,7 +30,7 @@ def _others(t: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.slow
-def test_new_rows_only_then_staged_unfreeze(qwen25_untied, think_data, tmp_path):
+def test_new_rows_only_then_staged_unfreeze(qwen25_untied, think_data, tmp_path, load_tokenizer):
     """Steps 1-2: only rows 151665/151666 move (AdamW, weight_decay 0.1, grad clipping); step 3 opens
     layer 1; step 4 opens every embedding row."""
     block = {
@@ -38,18 +38,27 @@ def test_new_rows_only_then_staged_unfreeze(qwen25_untied, think_data, tmp_path)
         "unfreeze": [{"step": 2, "modules": ["model.layers.1.*"]}, {"step": 3, "modules": [EMB]}],
     }
     out = tmp_path / "out"
-    log = lf_train(lf_config(qwen25_untied, think_data, out, block), tmp_path)
+    log = lf_train(lf_config(qwen25_untied, think_data, out, block, save_steps=1), tmp_path)
     assert "unfreeze at step 2" in log and "unfreeze at step 3" in log
-    start, ckpt, final = weights(qwen25_untied), weights(out / "checkpoint-2"), weights(out)
-    assert start.keys() == ckpt.keys() == final.keys()
+    start, final = weights(qwen25_untied), weights(out)
+    step1, ckpt = weights(out / "checkpoint-1"), weights(out / "checkpoint-2")
+    assert start.keys() == step1.keys() == ckpt.keys() == final.keys()
 
-    # after 2 real optimizer steps: every other row and every other parameter bit-identical
+    # after 2 real optimizer steps: every other row and every other parameter bit-identical ...
     for key in start:
         if key in (EMB, HEAD):
             assert torch.equal(_others(ckpt[key]), _others(start[key])), key
             assert not torch.equal(ckpt[key][THINK], final[key][THINK])  # the new rows do train
         else:
             assert torch.equal(ckpt[key], start[key]), key
+    # ... while the new rows do move in that frozen phase: <think> away from its (noise-free) token_init row at
+    # step 1, and both new rows again at step 2 (</think>'s init has seeded noise, so it is compared step to step)
+    for key in (EMB, HEAD):
+        init = combo(start[key], load_tokenizer(QWEN25), ["思考", "think"])  # the <think> row before training
+        assert not torch.allclose(step1[key][THINK].float(), init, rtol=0, atol=1e-4), key
+        for row in (THINK, END):
+            moved = (ckpt[key][row].float() - step1[key][row].float()).abs().max().item()
+            assert moved > 1e-4, (key, row, moved)
 
     # after step 3 (layer 1 open) and step 4 (all embedding rows open)
     for key in start:
@@ -102,9 +111,9 @@ def test_unfreeze_pattern_that_matches_nothing_names_the_stage(qwen25_untied):
     from lf_thinkplugin.tokens.new_rows import NewRowsSchedule
 
     block = {"token_init": SPECS, "train_new_tokens_only": True, "unfreeze": [{"step": 1, "modules": ["layers.1"]}]}
-    opts, _, _, model, _ = lf_load(qwen25_untied, block)
+    ctx, _, _, model, _ = lf_load(qwen25_untied, block)
     with pytest.raises(OptionsError, match=r"`thinkplugin.unfreeze\[0\].modules`: pattern 'layers.1' matches no trainable"):
-        NewRowsSchedule(model, [THINK, END], opts)
+        NewRowsSchedule(model, [THINK, END], ctx.options)
 
 
 def test_unfreeze_needs_increasing_steps_and_new_rows_training():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from transformers import TrainerCallback
@@ -28,12 +28,13 @@ class SaveOptionsCallback(TrainerCallback):
                 yaml.safe_dump({"thinkplugin": dump_options(self.opts)}, f, allow_unicode=True, sort_keys=False)
 
 
-def plugin_callbacks(opts: "ThinkPluginOptions") -> list[TrainerCallback]:
+def plugin_callbacks(opts: "ThinkPluginOptions", token_plan: Any = None) -> list[TrainerCallback]:
+    """The run's callbacks, for every stage: options file, token-init rows (with the run's plan), serving bundle."""
     callbacks: list[TrainerCallback] = [SaveOptionsCallback(opts)]
-    if opts.token_init:
+    if token_plan is not None:
         from ..tokens.token_init import make_callbacks
 
-        callbacks += make_callbacks(opts)
+        callbacks += make_callbacks(token_plan)
     if opts.export_serving:
         from ..serving import make_callbacks as serving_callbacks
 

@@ -1,18 +1,27 @@
-"""The only module that touches LLaMA-Factory internals: version check and every patch.
+"""The only module that touches LLaMA-Factory internals: version check, every patch, the run binding.
+
+Each read of LF's arguments that carries a `thinkplugin:` block creates a `RunContext`
+(context.py) and binds it to LF's run; any other read unbinds it, so a programmatic `run_exp`
+without a block after one with it is stock LF. LF re-reads the dict its first read returned
+(`get_ray_args`, `get_train_args`): those re-reads keep the binding (recognised by identity).
 
 Two modes:
-- native: LF carries `patches/llamafactory-plugins.patch` (module `llamafactory.extras.plugins`),
-  so the plugin registers through LF's hooks and patches nothing;
-- patched (stock LF 0.9.5): three names are rebound, all reversible by `uninstall()`:
-  `read_args` (in `llamafactory.hparams` and `.parser`, and `llamafactory.train.tuner` when already
-  imported) strips the `thinkplugin:` block before HfArgumentParser sees it; the SFT workflow's
-  collator and trainer classes become factories that defer to `runtime` and build LF's own objects,
-  unchanged, when the run has no block; the loader's `align_dataset` also runs the plugin's
-  malformed-think-tag report; LF's tokenizer loading avoids classes that corrupt ids
-  (tokenizer_fidelity.py); the adapter's `get_peft_model` gets the PEFT config LF built after
-  token_init adjusted it (LF's own object without token_init). These are patched lazily, on the
-  first block seen, so a run without a block executes LF's code untouched.
-An LF version outside the verified set is refused loudly (override: LF_THINKPLUGIN_ALLOW_UNVERIFIED=1).
+- native: LF carries `patches/llamafactory-0.9.5-plugins.patch` (module `llamafactory.extras.plugins`),
+  so the plugin registers through LF's hooks and patches nothing; the hooks call the bound context;
+- patched (stock LF 0.9.5): `read_args` (in `llamafactory.hparams` and `.parser`, and
+  `llamafactory.train.tuner` when already imported) is wrapped at registration; while a context is
+  bound, these LF names are rebound to closures over it (restored when it is unbound):
+  the SFT workflow's collator and trainer classes; the loader's `align_dataset` (malformed-tag
+  report); the model loader's `AutoTokenizer` (faithful tokenizers); the adapter's `get_peft_model`
+  (token_init rows); and the tuner's `run_pt / run_sft / run_rm / run_dpo / run_kto`, which get the
+  run's callbacks, for every stage. A run without a block executes LF's code untouched.
+
+Launchers: torchrun workers re-read the YAML themselves. `USE_RAY=1` (LF's Ray launcher) with a
+block is refused before any work (`RAY_REFUSAL`): LF 0.9.5's Ray path cannot train on CPU, so the
+plugin in Ray workers is unverified; torchrun is the alternative. LF's `use_mca`,
+`use_hyper_parallel` and KTransformers back ends bypass the hooked workflows: refused by name
+(options.py). An LF version outside the verified set is refused loudly (override:
+LF_THINKPLUGIN_ALLOW_UNVERIFIED=1).
 """
 
 from __future__ import annotations
@@ -27,10 +36,22 @@ from ..options import BLOCK, OptionsError
 VERIFIED_VERSIONS = ("0.9.5",)
 SUPPORTED_RANGE = ">=0.9.5,<0.10"
 ALLOW_ENV = "LF_THINKPLUGIN_ALLOW_UNVERIFIED"
-NATIVE_HOOKS_API = 1  # the `HOOKS_API` our patch gives `llamafactory.extras.plugins`
+
+NATIVE_HOOKS_API = 2  # the `HOOKS_API` our patch gives `llamafactory.extras.plugins`
 
 _originals: dict[tuple[str, str], Any] = {}  # (module, attribute) -> LF's object, for uninstall()
 mode: Optional[str] = None  # "native" | "patched" once installed
+_RUN_NAMES: set[tuple[str, str]] = set()  # the names of `_originals` that a bound run rebinds
+
+
+class _Binding:
+    """The context bound to LF's run in this process, and the dict LF will re-read for it."""
+
+    context: Any = None  # RunContext
+    returned: Any = None  # the dict the read that created it returned
+
+
+_bound = _Binding()
 
 
 class UnsupportedLlamaFactory(RuntimeError):
@@ -70,18 +91,16 @@ def native_hooks() -> Any:
 def install() -> list[str]:
     """Hook the plugin into LF; idempotent. Returns a description of each hook."""
     global mode
-    from . import hooks as runtime
-
     native = native_hooks()
     if native is not None:
         if mode != "native":
-            native.register_config_block(BLOCK, runtime.prepare_args, on_absent=lambda: runtime.set_active(None))
-            native.register_collator_factory("sft", runtime.make_collator)
-            native.register_trainer_factory("sft", lambda base_cls, **kw: runtime.make_trainer(base_cls, add_callbacks=False, **kw))
-            native.register_callbacks(runtime.run_callbacks)
-            native.register_dataset_hook(runtime.check_dataset)
-            native.register_tokenizer_hook(runtime.check_tokenizer)
-            native.register_peft_config_hook(_peft_config_for_run)
+            native.register_config_block(BLOCK, _native_block, on_absent=_native_absent)
+            native.register_collator_factory("sft", lambda base_cls, **kw: _call("collator", base_cls, **kw))
+            native.register_trainer_factory("sft", lambda base_cls, **kw: _call("trainer", base_cls, **kw))
+            native.register_callbacks(lambda: bound().callbacks() if bound() else [])
+            native.register_dataset_hook(lambda ds, attr, data_args: bound().dataset(ds, attr, data_args) if bound() else ds)
+            native.register_tokenizer_hook(lambda tok, model_args: bound().tokenizer(tok, model_args) if bound() else tok)
+            native.register_peft_config_hook(lambda model, cfg: bound().peft_config(model, cfg) if bound() else cfg)
             mode = "native"
         return ["hooks:native (llamafactory.extras.plugins)"]
 
@@ -96,7 +115,7 @@ def install() -> list[str]:
         if tuner is not None:
             _set(tuner, "read_args", wrapped)
         mode = "patched"
-    return ["hooks:read_args (thinkplugin block)", "hooks:sft collator+trainer (on first thinkplugin block)"]
+    return ["hooks:read_args (thinkplugin block)", "hooks:run (while a thinkplugin block is bound)"]
 
 
 def uninstall() -> None:
@@ -105,6 +124,8 @@ def uninstall() -> None:
     for (module_name, attr), original in _originals.items():
         setattr(sys.modules[module_name], attr, original)
     _originals.clear()
+    _RUN_NAMES.clear()
+    _bound.context = _bound.returned = None
     mode = None
 
 
@@ -113,80 +134,161 @@ def _set(module: Any, attr: str, value: Any) -> None:
     setattr(module, attr, value)
 
 
-def _wrap_read_args(read_args: Callable[..., Any]) -> Callable[..., Any]:
-    from . import hooks as runtime
+def bound() -> Any:
+    """The RunContext bound to LF's run in this process, or None (stock LF)."""
+    return _bound.context
 
+
+def _call(method: str, base_cls: type, **kwargs: Any) -> Any:
+    ctx = bound()
+    return base_cls(**kwargs) if ctx is None else getattr(ctx, method)(base_cls, **kwargs)
+
+
+# --- binding a run ------------------------------------------------------------------------------
+
+
+def lf_argument_names() -> set[str]:
+    """Every key LF's training parser knows (its five argument dataclasses)."""
+    import dataclasses
+
+    from llamafactory.hparams.parser import _TRAIN_ARGS
+
+    return {f.name for cls in _TRAIN_ARGS for f in dataclasses.fields(cls)}
+
+
+# Measured with ray 2.60 on CPU (LF 0.9.5 `_ray_training_function`): `get_ray_head_node_ip` needs the Ray
+# dashboard (ray[default]) unless `master_addr` is set; then `get_placement_group(total_devices)` asks for
+# one {"CPU": 10} bundle per CPU of the cluster (total_devices = cluster CPUs on a CPU-only machine), 10x
+# what the cluster has, so `ray.get(pg.ready())` waits forever ("No available node types can fulfill
+# resource request {'CPU': 10.0}"), whatever `ray_init_kwargs: {num_cpus: N}`.
+RAY_REFUSAL = (
+    "`USE_RAY=1` (LLaMA-Factory's Ray launcher) is not supported with a `thinkplugin:` block: LLaMA-Factory "
+    "0.9.5's Ray path cannot train on CPU (its placement group asks for 10 CPUs per bundle, one bundle per CPU "
+    "of the cluster, so it never becomes ready and the run hangs), so the plugin's options in Ray workers are "
+    "unverified. Launch the same YAML with torchrun, where the plugin acts in every rank: unset USE_RAY and run "
+    "`FORCE_TORCHRUN=1 NPROC_PER_NODE=<workers> llamafactory-cli train <config>.yaml` (on CPU with "
+    "`ddp_backend: gloo`), or drop `thinkplugin:`"
+)
+
+
+def begin_run(block: Any, lf_args: dict[str, Any], from_cli: bool) -> Any:
+    """Create the run's context from its block (editing `lf_args` in place) and bind it to LF's run."""
+    from llamafactory.extras.misc import is_env_enabled, use_ray
+
+    from .context import RunContext
+
+    end_run()
+    keys = None if is_env_enabled("ALLOW_EXTRA_ARGS") else lf_argument_names()  # LF's own switch: LF ignores extras then
+    try:
+        if use_ray():  # before any work: no options parsed, no model, no ray.init, no output_dir
+            raise OptionsError(RAY_REFUSAL)
+        ctx = RunContext.create(block, lf_args, from_cli=from_cli, lf_keys=keys)
+    except OptionsError as err:
+        if not from_cli:
+            raise
+        print(f"[lf_thinkplugin] error: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    _bound.context, _bound.returned = ctx, lf_args  # LF re-reads this very dict (get_train_args)
+    if mode == "patched":
+        _bind_patched(ctx)
+    return ctx
+
+
+def end_run() -> None:
+    """Unbind the current run: LF's own objects everywhere again."""
+    for key in list(_RUN_NAMES):
+        module_name, attr = key
+        setattr(sys.modules[module_name], attr, _originals.pop(key))
+        _RUN_NAMES.discard(key)
+    _bound.context = _bound.returned = None
+
+
+def _wrap_read_args(read_args: Callable[..., Any]) -> Callable[..., Any]:
     def read_args_with_thinkplugin(args=None):
+        if args is not None and args is _bound.returned:  # LF re-reading what the block's read returned
+            return args
         result = read_args(args)
         if isinstance(result, dict) and BLOCK in result:
             result = dict(result)  # never edit the caller's dict
             block = result.pop(BLOCK)
-            try:
-                runtime.prepare_args(block, result)
-            except OptionsError as err:
-                if args is None:  # the CLI path: a clean message and exit status, no traceback
-                    print(f"[lf_thinkplugin] error: {err}", file=sys.stderr, flush=True)
-                    raise SystemExit(2) from None
-                raise
-            _patch_run_hooks()
-        elif args is None:  # a fresh read of sys.argv with no block: this run is stock LF
-            runtime.set_active(None)
+            ctx = begin_run(block, result, from_cli=args is None)
+            ctx.lf_args, _bound.returned = result, result
+            return result
+        end_run()  # a read without a block: this run is stock LF
         return result
 
     read_args_with_thinkplugin.__wrapped__ = read_args  # type: ignore[attr-defined]
     return read_args_with_thinkplugin
 
 
-def _patch_run_hooks() -> None:
-    """Hooks a run with a `thinkplugin:` block needs: SFT collator and trainer, and the malformed-tag
-    report on every aligned dataset (LF's loader binds `align_dataset` by name)."""
-    from . import hooks as runtime
+def _native_block(block: Any, args: dict[str, Any], fresh: bool = True) -> None:
+    """Native config-block handler: `args` is the dict LF will parse (edited in place)."""
+    ctx = begin_run(block, args, from_cli=fresh)
+    ctx.lf_args = _bound.returned = args
 
+
+def _native_absent(args: Any = None) -> None:
+    if args is None or args is not _bound.returned:
+        end_run()
+
+
+def _set_run(module: Any, attr: str, value: Any) -> None:
+    _set(module, attr, value)
+    _RUN_NAMES.add((module.__name__, attr))
+
+
+def _bind_patched(ctx: Any) -> None:
+    """Rebind LF's run names to closures over `ctx` (restored by end_run)."""
     import llamafactory.data.loader as loader
+    import llamafactory.model.adapter as adapter
     import llamafactory.model.loader as model_loader
     import llamafactory.train.sft.workflow as workflow
+    import llamafactory.train.tuner as tuner
 
-    if ("llamafactory.train.sft.workflow", "SFTDataCollatorWith4DAttentionMask") in _originals:
-        return
-    base_collator = workflow.SFTDataCollatorWith4DAttentionMask
-    base_trainer = workflow.CustomSeq2SeqTrainer
-    align_dataset = loader.align_dataset
-    _set(workflow, "SFTDataCollatorWith4DAttentionMask", lambda **kw: runtime.make_collator(base_collator, **kw))
-    _set(workflow, "CustomSeq2SeqTrainer", lambda **kw: runtime.make_trainer(base_trainer, **kw))
+    base_collator, base_trainer = workflow.SFTDataCollatorWith4DAttentionMask, workflow.CustomSeq2SeqTrainer
+    align_dataset, get_peft_model = loader.align_dataset, adapter.get_peft_model
+    _set_run(workflow, "SFTDataCollatorWith4DAttentionMask", lambda **kw: ctx.collator(base_collator, **kw))
+    _set_run(workflow, "CustomSeq2SeqTrainer", lambda **kw: ctx.trainer(base_trainer, **kw))
 
     def align_dataset_with_report(dataset, dataset_attr, data_args, training_args):
-        return runtime.check_dataset(align_dataset(dataset, dataset_attr, data_args, training_args), dataset_attr, data_args)
+        return ctx.dataset(align_dataset(dataset, dataset_attr, data_args, training_args), dataset_attr, data_args)
 
-    _set(loader, "align_dataset", align_dataset_with_report)
-    _set(model_loader, "AutoTokenizer", _FaithfulAutoTokenizer)
-    _patch_peft_config()
+    _set_run(loader, "align_dataset", align_dataset_with_report)
 
+    class FaithfulAutoTokenizer:  # what LF's `load_tokenizer` calls as `AutoTokenizer`
+        @staticmethod
+        def from_pretrained(path: str, **kwargs: Any) -> Any:
+            from ..loading.tokenizer import from_pretrained
 
-class _FaithfulAutoTokenizer:
-    """What LF's `load_tokenizer` calls as `AutoTokenizer`: the same, but never a corrupting class."""
+            return from_pretrained(path, **kwargs)
 
-    @staticmethod
-    def from_pretrained(path: str, **kwargs: Any) -> Any:
-        from ..loading.tokenizer import from_pretrained
+    _set_run(model_loader, "AutoTokenizer", FaithfulAutoTokenizer)
 
-        return from_pretrained(path, **kwargs)
-
-
-def _patch_peft_config() -> None:
-    """LF's adapter builds its LoraConfig / OFTConfig, then calls `get_peft_model(model, config)` by name.
-    Rebinding that name (not LoraConfig) lets token_init adjust the config with the loaded, resized
-    model in hand: PEFT trainable tokens need the embedding module names, tying and row count."""
-    import llamafactory.model.adapter as adapter
-
-    get_peft_model = adapter.get_peft_model
-
+    # LF's adapter builds its LoraConfig / OFTConfig, then calls `get_peft_model(model, config)` by name:
+    # token_init adjusts the config with the loaded, resized model in hand.
     def get_peft_model_with_thinkplugin(model, peft_config, *args, **kwargs):
-        return get_peft_model(model, _peft_config_for_run(model, peft_config), *args, **kwargs)
+        return get_peft_model(model, ctx.peft_config(model, peft_config), *args, **kwargs)
 
-    _set(adapter, "get_peft_model", get_peft_model_with_thinkplugin)
+    _set_run(adapter, "get_peft_model", get_peft_model_with_thinkplugin)
+
+    # LF's `_training_function` calls each stage's workflow by name with its callbacks list last.
+    for name in ("run_pt", "run_sft", "run_rm", "run_dpo", "run_kto"):
+        _set_run(tuner, name, _with_callbacks(getattr(tuner, name), ctx))
 
 
-def _peft_config_for_run(model: Any, peft_config: Any) -> Any:
-    from ..tokens.token_init import peft_config_for_run
+def _with_callbacks(run: Callable[..., Any], ctx: Any) -> Callable[..., Any]:
+    def run_with_thinkplugin(*args: Any) -> Any:
+        *head, callbacks = args
+        return run(*head, list(callbacks or []) + ctx.callbacks())
 
-    return peft_config_for_run(model, peft_config)
+    return run_with_thinkplugin
+
+
+def download_from_other_hub(ref: Any) -> str:
+    """LF's own ModelScope / Modelers download of `ref` (a loading.hub.ModelRef)."""
+    from types import SimpleNamespace
+
+    from llamafactory.extras.misc import try_download_model_from_other_hub
+
+    return try_download_model_from_other_hub(SimpleNamespace(
+        model_name_or_path=ref.name_or_path, model_revision=ref.revision, cache_dir=ref.cache_dir, ms_hub_token=ref.ms_token))

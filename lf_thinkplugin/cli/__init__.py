@@ -5,6 +5,7 @@
     lf-think doctor --model PATH [...]           template parity, think tags, end of turn
     lf-think export --template NAME [...]        serving bundle for vLLM, Ollama, LMDeploy
     lf-think check RECIPE.yaml [key=value ...]   dry run of a recipe, no model weights loaded
+    lf-think eval --model DIR --data FILE [...]  does the model think as trained? (well-formed rates, parsers)
 """
 
 from __future__ import annotations
@@ -18,17 +19,17 @@ USAGE = __doc__
 
 
 def _preflight(argv: list[str]) -> None:
-    """Validate the `thinkplugin:` block in this process, before torchrun starts any worker."""
+    """Validate the config and its `thinkplugin:` block in this process, before torchrun starts any worker."""
     from ..activation.config import read_config
     from ..options import BLOCK, OptionsError, check_against_lf, parse_options
 
-    config = read_config(argv)
-    if BLOCK in config:
-        try:
+    try:
+        config = read_config(argv)
+        if BLOCK in config:
             check_against_lf(parse_options(config.pop(BLOCK)), config)
-        except OptionsError as err:
-            print(f"[lf_thinkplugin] error: {err}", file=sys.stderr)
-            raise SystemExit(2) from None
+    except OptionsError as err:
+        print(f"[lf_thinkplugin] error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _use_torchrun() -> bool:
@@ -85,6 +86,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         from .check import main as check_main
 
         return check_main(argv)
+    if command == "eval":
+        from ..evaluation import main as eval_main
+
+        return eval_main(argv)
     if command in ("help", "-h", "--help"):
         print(USAGE)
         return 0

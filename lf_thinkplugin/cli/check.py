@@ -54,19 +54,28 @@ def _span_stats(dataset: Any, tokenizer: Any, template: Any) -> dict[str, int]:
 
 def check(argv: list[str]) -> list[str]:
     """Run the dry run; return the report lines. Raises OptionsError / ValueError on bad input."""
-    from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
-    from llamafactory.hparams import get_train_args
-    from llamafactory.model import load_tokenizer
-
     from .. import register
-    from ..activation import hooks as runtime
+    from ..activation import seam
     from ..activation.config import read_config
 
     register()
     config = read_config(argv)
     lines = [f"recipe: {Path(argv[0]).resolve()}"]
     template_given = config.get("template")
-    opts = runtime.prepare_args(config.pop(BLOCK), config) if BLOCK in config else None
+    # the run's own path: the context binds LF's tokenizer loading (faithful) and dataset report, as in training
+    ctx = seam.begin_run(config.pop(BLOCK), config, from_cli=False) if BLOCK in config else None
+    try:
+        return _check(config, ctx, template_given, lines)
+    finally:
+        seam.end_run()
+
+
+def _check(config: dict[str, Any], ctx: Any, template_given: Any, lines: list[str]) -> list[str]:
+    from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
+    from llamafactory.hparams import get_train_args
+    from llamafactory.model import load_tokenizer
+
+    opts = ctx.options if ctx is not None else None
     if opts is None:
         lines.append("thinkplugin: no block (LF runs exactly as without the plugin)")
     if "deepspeed" in config:  # HF would initialise DeepSpeed while parsing; report it instead
@@ -92,11 +101,8 @@ def check(argv: list[str]) -> list[str]:
         ]
         if opts is not None:
             lines.append(f"thinkplugin: {json.dumps(opts.model_dump(mode='json'), ensure_ascii=False)}")
-            if opts.token_init:
-                from ..tokens.token_init import current_plan
-
-                plan = current_plan()
-                for item in plan.to_initialise if plan else []:
+            if ctx.token_plan is not None:
+                for item in ctx.token_plan.to_initialise:
                     lines.append(f"token_init: {item.token} -> id {tokenizer.convert_tokens_to_ids(item.token)} ({item.spec.strategy})")
         dataset_module = get_dataset(template, model_args, data_args, training_args, stage=finetuning_args.stage, **tokenizer_module)
         train_set = dataset_module.get("train_dataset")

@@ -13,6 +13,7 @@ import re
 from collections import Counter
 from typing import Any
 
+from ..options import OptionsError
 from .reasoning import CLOSE, OPEN
 
 SHOWN = 5  # offending sample indices listed per problem
@@ -23,6 +24,10 @@ PROBLEMS = {
     "unclosed": "an open tag that is never closed",
     "think_after_answer": "a think block after answer text",
 }
+
+
+class MalformedSamples(OptionsError):
+    """`on_malformed: error` found samples with malformed think tags (the message lists them)."""
 
 
 def classify(text: str, open_tag: str = OPEN, close_tag: str = CLOSE, open_in_prompt: bool = False) -> str | None:
@@ -108,7 +113,7 @@ def report_malformed(dataset: Any, name: str, template_name: str | None = None, 
     bad = sorted(i for indices in found.values() for i in indices)
     message = format_report(name, len(dataset), found)
     if on_malformed == "error":
-        raise ValueError(message + "\nFix the samples, or set thinkplugin.on_malformed: warn (keep) or skip (drop).")
+        raise MalformedSamples(message + "\nFix the samples, or set thinkplugin.on_malformed: warn (keep) or skip (drop).")
     if on_malformed == "skip":
         keep = sorted(set(range(len(dataset))) - set(bad))
         _logger().warning_rank0(message + f"\nthinkplugin.on_malformed: skip: dropped {len(bad)} sample(s).")

@@ -1,4 +1,4 @@
-"""Reasoning datasets: the `reasoning` dataset converter and the malformed-think-tag report.
+"""Reasoning datasets: the `reasoning` dataset converter (formatting: reasoning in dataset_info.json).
 
 `formatting: reasoning` in dataset_info.json reads a reasoning column next to the usual ones and
 writes canonical think-tagged responses, `<think>\\n{reasoning}\\n</think>\\n\\n{answer}` (the
@@ -18,7 +18,7 @@ spacing Qwen3's and R1's own chat templates render). Two layouts:
 a direct-answer sample, to which LF's hybrid (reasoning) templates add the empty think block
 themselves (trained or not per `enable_thinking`; see docs/think_loss.md).
 
-The malformed-think-tag report is in `malformed.py`.
+The malformed-think-tag report, which runs on every dataset of a plugin run, is in `malformed.py`.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ are found on the labels LF's collator returns (already unpadded for packed FA2 b
 
 and the batch gains `think_span` (int8, same shape as labels: 0 not trained / 1 answer /
 2 reasoning, marked before masking) for the trainer's weighting and span-loss logging.
-End-of-turn and EOS tokens are outside every span (see spans.py), whatever the pad token is.
+End-of-turn and EOS tokens are outside every span (see loss/spans.py), whatever the pad token is.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..options import ThinkPluginOptions
-from .spans import IGNORE_INDEX, ThinkTags, think_tags
+from .spans import IGNORE_INDEX, ThinkTags, apply_policy, think_tags
 
 SPAN_KEY = "think_span"
 _DEFAULT_WORDS = ("<think>", "</think>")
@@ -54,12 +54,8 @@ def think_collator_class(base_cls: type) -> type:
                 return batch
             # padding has IGNORE_INDEX labels unless LF pads labels with the pad id: only then read the mask
             mask = batch.get("attention_mask") if self.label_pad_token_id != IGNORE_INDEX else None
-            spans = self.think_tags.find(labels, mask, empty=self.options.think_loss == "mask_empty")
-            if self.options.think_loss == "mask_reasoning":
-                labels.masked_fill_(spans.reasoning, IGNORE_INDEX)
-            elif self.options.think_loss == "mask_empty":
-                labels.masked_fill_(spans.empty, IGNORE_INDEX)
-            batch[SPAN_KEY] = spans.kinds()
+            # = find(), masked_fill_ of the policy's spans, kinds(): in one scan (apply_policy's doc)
+            batch[SPAN_KEY] = apply_policy(self.think_tags, labels, mask, self.options.think_loss)
             return batch
 
         def __reduce__(self):  # a class made at run time pickles by its base (dataloader workers)

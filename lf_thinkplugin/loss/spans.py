@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 IGNORE_INDEX = -100
@@ -44,6 +45,7 @@ _OPEN, _CLOSE, _STOP = 1, 2, 3  # event kinds
 _LEFT = ("", "\n", "\n\n", " ", "a", "A", "1", ".", "。", ")", ":", "}", "'", '"', "*", "你", ">")
 _RIGHT = ("", "\n", "\n\n", " ", "a", "A", "1", ".", "。", "<", "你", "*", '"', "$", "\\")
 _WS_CHARS = " \n\t\rĠĊĉč▁"
+_LOOK = np.arange(8)  # tokens read at once after a block and at the start of its content
 _WS_BYTE_TOKEN = re.compile(r"<0x(09|0A|0D|20)>", re.IGNORECASE)
 
 
@@ -66,6 +68,20 @@ class _Pattern:
     tables: list[torch.Tensor]  # bool [vocab + 1] per token of the pattern (last row: sentinel)
     carry: torch.Tensor | None = None  # bool table: the inner edge token also carries block content
     mixed: torch.Tensor | None = None  # bool table: a close tag's last token also carries answer text
+
+    def arrays(self) -> tuple[list[np.ndarray], np.ndarray | None, np.ndarray | None]:
+        """The tables as numpy arrays (views of the CPU tensors, made once)."""
+        cached = self.__dict__.get("_arrays")
+        if cached is None:
+            cached = self.__dict__["_arrays"] = (
+                [_np(t) for t in self.tables], None if self.carry is None else _np(self.carry),
+                None if self.mixed is None else _np(self.mixed),
+            )
+        return cached
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()
 
 
 @dataclass
@@ -94,78 +110,89 @@ class ThinkTags:
 
         The scan for tags and segments is vectorised over the batch; the few events found (tags,
         end-of-turn tokens) then run through the block rules in Python, and the blocks are written
-        back as slices.
+        back as slices. The masks come back as torch tensors on the labels' device.
         """
-        valid = labels != IGNORE_INDEX
-        if attention_mask is not None and attention_mask.dim() == 2 and attention_mask.shape == labels.shape:
-            valid &= attention_mask != 0
-        bsz, seq = labels.shape
-        if self.single_token and attention_mask is None:
-            flat_ids = labels.flatten()  # IGNORE_INDEX matches no tag and no whitespace id
-        else:
-            flat_ids = labels.masked_fill(~valid, self.vocab_size).clamp_(0, self.vocab_size).flatten()  # sentinel id
-        events = self._events(flat_ids.view(bsz, seq))
-        reasoning = torch.zeros(bsz * seq, dtype=torch.bool, device=labels.device)
-        empty_mask = torch.zeros_like(reasoning)
-        if events:
-            # segment boundaries: where `valid` flips along the flattened batch, plus every row start
-            flat_valid = valid.flatten()
-            flips = ((flat_valid[1:] != flat_valid[:-1]).nonzero().squeeze(1) + 1).tolist()
-            cuts = sorted(set(flips).union(range(0, bsz * seq + 1, seq)))
-            inside = flat_valid[torch.tensor(cuts[:-1], device=labels.device)].tolist()
-            starts = [c for c, v in zip(cuts, inside) if v]
-            ends = [c for c, was in zip(cuts[1:], inside) if was]
-            blocks = _blocks(events, starts, ends)
-            if blocks:
-                self._extend_and_write(blocks, flat_ids, reasoning, empty_mask if empty else None)
-        return Spans(valid, reasoning.view(bsz, seq), empty_mask.view(bsz, seq))
+        valid, blocks = self._scan(_np(labels), attention_mask, empty)
+        reasoning = np.zeros(valid.shape, dtype=np.bool_)
+        empty_mask = np.zeros(valid.shape, dtype=np.bool_)
+        flat_reasoning, flat_empty = reasoning.reshape(-1), empty_mask.reshape(-1)
+        for start, end, is_empty in blocks:
+            flat_reasoning[start:end] = True
+            if is_empty:
+                flat_empty[start:end] = True
+        out = [torch.from_numpy(a) for a in (np.ascontiguousarray(valid), reasoning, empty_mask)]
+        if labels.device.type != "cpu":
+            out = [t.to(labels.device) for t in out]
+        return Spans(*out)
 
-    def _events(self, ids: torch.Tensor) -> list[tuple]:
+    def _scan(
+        self, lab: np.ndarray, attention_mask: torch.Tensor | None, empty: bool
+    ) -> tuple[np.ndarray, list[tuple[int, int, bool]]]:
+        """(valid (batch, seq_len) bool, blocks as (flat start, flat end, is_empty)) for label ids `lab`.
+
+        Runs on numpy: a batch takes a dozen small array operations, and numpy's fixed cost per
+        operation is a fraction of torch's, which is what counts at this size (the collator's own
+        time is the budget: benchmarks/bench_collator.py). `is_empty` is only computed when `empty`.
+        """
+        bsz, seq = lab.shape
+        n = bsz * seq
+        # valid with one False column either side of each row: segment edges are then its flips
+        padded = np.zeros((bsz, seq + 2), dtype=np.bool_)
+        valid = padded[:, 1:-1]
+        np.not_equal(lab, IGNORE_INDEX, out=valid)
+        if attention_mask is not None and attention_mask.dim() == 2 and attention_mask.shape == lab.shape:
+            valid &= _np(attention_mask) != 0
+        if self.single_token and attention_mask is None:
+            flat_ids = lab.reshape(n)  # IGNORE_INDEX matches no tag and no whitespace id
+        else:  # sentinel id where not valid
+            flat_ids = np.where(valid.reshape(n), lab.reshape(n), self.vocab_size).clip(0, self.vocab_size)
+        events = self._events(flat_ids, seq)
+        if not events:
+            return valid, []
+        # segments: maximal valid runs, never across a row; flips of `padded` alternate start, end
+        edges = np.flatnonzero(padded[:, 1:] != padded[:, :-1])  # in (bsz, seq + 1) coordinates
+        edges = (edges - edges // (seq + 1)).tolist()
+        blocks = _blocks(events, edges[0::2], edges[1::2])
+        return valid, self._extend(blocks, flat_ids, empty) if blocks else []
+
+    def _events(self, flat: np.ndarray, seq: int) -> list[tuple]:
         """(flat pos, kind, open_len, close_len, carry, mixed) per event, in row-major order."""
-        seq = ids.shape[1]
         if self.single_token:
             kinds = {**{stop: _STOP for stop in self.stop_ids}, self.open_id: _OPEN, self.close_id: _CLOSE}
             low = min(kinds)
             if low >= 0.9 * self.vocab_size:  # tags and stops among the added tokens (Qwen, R1): one compare
-                hit = ids >= low
+                pos = np.flatnonzero(flat >= low)
             else:
-                hit = torch.zeros_like(ids, dtype=torch.bool)
-                for tid in kinds:
-                    hit |= ids == tid
-            flat = ids.flatten()
-            pos = hit.flatten().nonzero().squeeze(1)
+                pos = np.flatnonzero(np.isin(flat, list(kinds)))
             return [(p, kinds[t], 1, 1, False, False) for p, t in zip(pos.tolist(), flat[pos].tolist()) if t in kinds]
+        ids = flat.reshape(-1, seq)
         found: dict[int, list] = {}
         for patterns, kind in ((self.open_patterns, _OPEN), (self.close_patterns, _CLOSE)):
             for pattern in patterns:
-                k = len(pattern.tables)
-                rows, cols = _match(ids, pattern.tables).nonzero(as_tuple=True)
-                if rows.numel() == 0:
+                tables, carry_table, mixed_table = pattern.arrays()
+                k = len(tables)
+                first = np.flatnonzero(_match(ids, tables))  # row * seq + col, row-major
+                if first.size == 0:
                     continue
-                first = rows * seq + cols
                 at = first if kind == _OPEN else first + k - 1  # an open event at its first token, a close at its last
                 edge = first + k - 1 if kind == _OPEN else first  # the inner edge token, which may carry content
-                flat = ids.flatten()
-                carry = pattern.carry.to(ids.device)[flat[edge]] if pattern.carry is not None else torch.zeros_like(at, dtype=torch.bool)
-                mixed = pattern.mixed.to(ids.device)[flat[first + k - 1]] if pattern.mixed is not None else torch.zeros_like(carry)
+                carry = carry_table[flat[edge]] if carry_table is not None else np.zeros(at.size, dtype=np.bool_)
+                mixed = mixed_table[flat[first + k - 1]] if mixed_table is not None else np.zeros_like(carry)
                 for p, c, m in zip(at.tolist(), carry.tolist(), mixed.tolist()):
                     old = found.get(p)
                     if old is None or old[0] != kind or old[2 if kind == _OPEN else 3] < k:  # longest match wins
                         found[p] = [kind, p, k if kind == _OPEN else 1, k if kind == _CLOSE else 1, c, m]
-        hit = torch.zeros_like(ids, dtype=torch.bool)
-        for stop in self.stop_ids:
-            hit |= ids == stop
-        for p in hit.flatten().nonzero().squeeze(1).tolist():
+        for p in np.flatnonzero(np.isin(flat, self.stop_ids)).tolist():
             found.setdefault(p, [_STOP, p, 1, 1, False, False])
         return [(p, kind, ol, cl, c, m) for p, (kind, _, ol, cl, c, m) in sorted(found.items())]
 
-    def _extend_and_write(self, blocks: list[list], flat_ids: torch.Tensor, reasoning, empty) -> None:
-        """Whitespace after a closing tag joins its block; mark empty blocks; write the masks."""
+    def _extend(self, blocks: list[list], flat_ids: np.ndarray, empty: bool) -> list[tuple[int, int, bool]]:
+        """Whitespace after a closing tag joins its block; which blocks are empty (when `empty`)."""
         ws = self.whitespace_ids
-        look = 8  # tokens fetched per block at once: after its end, and at the start of its content
-        firsts = torch.tensor([[b[1], b[3]] for b in blocks], device=flat_ids.device)  # block end, content start
-        probe = (firsts.unsqueeze(2) + torch.arange(look, device=flat_ids.device)).clamp_(max=flat_ids.numel() - 1)
-        values = flat_ids[probe.flatten()].tolist()
+        look = len(_LOOK)  # tokens fetched per block at once: after its end, and at the start of its content
+        firsts = np.array([(b[1], b[3]) for b in blocks], dtype=np.int64)  # block end, content start
+        values = flat_ids.take(firsts[:, :, None] + _LOOK, mode="clip").ravel().tolist()
+        out = []
         for n, (start, end, closed, lo, hi, seg_end, carry, mixed) in enumerate(blocks):
             after, content = values[2 * look * n : 2 * look * n + look], values[2 * look * n + look : 2 * look * (n + 1)]
             if closed and not mixed:
@@ -174,13 +201,38 @@ class ThinkTags:
                     end, i = end + 1, i + 1
             if mixed:  # a close tag glued to the answer's first text: that token is trained as answer
                 end -= 1
-            reasoning[start:end] = True
-            if empty is None or not closed or (carry and hi >= lo):  # overlapping tags (`></`): no content
-                continue
-            if hi <= lo or all(t in ws for t in content[: hi - lo]) and (
-                hi - lo <= look or bool(self.whitespace.to(flat_ids.device)[flat_ids[lo:hi].clamp(0, self.vocab_size)].all())
-            ):
-                empty[start:end] = True
+            is_empty = False
+            if empty and closed and not (carry and hi >= lo):  # overlapping tags (`></`): no content
+                is_empty = hi <= lo or all(t in ws for t in content[: hi - lo]) and (
+                    hi - lo <= look or bool(_np(self.whitespace)[flat_ids[lo:hi].clip(0, self.vocab_size)].all())
+                )
+            out.append((start, end, is_empty))
+        return out
+
+
+def apply_policy(tags: ThinkTags, labels: torch.Tensor, attention_mask: torch.Tensor | None, policy: str) -> torch.Tensor:
+    """The collator's step: mask `labels` in place per `policy` (a `think_loss` value), return the span map.
+
+    Same result as `spans = tags.find(labels, attention_mask, empty=policy == "mask_empty")`, then
+    `labels.masked_fill_(spans.reasoning)` (mask_reasoning) / `labels.masked_fill_(spans.empty)`
+    (mask_empty) with IGNORE_INDEX, and `spans.kinds()` (tests/test_spans.py checks it), in one
+    scan: the blocks are written as slices into the labels and the int8 map, no bool mask is built.
+    """
+    in_place = labels.device.type == "cpu" and labels.is_contiguous()
+    lab = labels.numpy() if in_place else _np(labels).copy()
+    valid, blocks = tags._scan(lab, attention_mask, empty=policy == "mask_empty")
+    kinds = valid.astype(np.int8)  # ANSWER == 1
+    flat_kinds, flat_labels = kinds.reshape(-1), lab.reshape(-1)
+    mask_all, mask_empty, masked = policy == "mask_reasoning", policy == "mask_empty", False
+    for start, end, is_empty in blocks:
+        flat_kinds[start:end] = REASONING
+        if mask_all or (mask_empty and is_empty):
+            flat_labels[start:end] = IGNORE_INDEX
+            masked = True
+    if masked and not in_place:
+        labels.copy_(torch.from_numpy(lab))
+    out = torch.from_numpy(kinds)
+    return out if labels.device.type == "cpu" else out.to(labels.device)
 
 
 def _blocks(events: list[tuple], seg_starts: list[int], seg_ends: list[int]) -> list[list]:
@@ -222,14 +274,14 @@ def _blocks(events: list[tuple], seg_starts: list[int], seg_ends: list[int]) -> 
     return blocks
 
 
-def _match(ids: torch.Tensor, tables: list[torch.Tensor]) -> torch.Tensor:
+def _match(ids: np.ndarray, tables: list[np.ndarray]) -> np.ndarray:
     """hit[b, p] = tables[j][ids[b, p + j]] for every j (windows past the end never match)."""
     seq = ids.shape[1]
-    hit = tables[0].to(ids.device)[ids]
+    hit = tables[0][ids]
     for j, table in enumerate(tables[1:], start=1):
         if j >= seq:
-            return torch.zeros_like(hit)
-        hit[:, : seq - j] &= table.to(ids.device)[ids[:, j:]]
+            return np.zeros_like(hit)
+        hit[:, : seq - j] &= table[ids[:, j:]]
         hit[:, seq - j :] = False
     return hit
 

@@ -10,25 +10,36 @@ model sees it, then:
   count `num_items_in_batch`: summed over all micro-batches of a gradient-accumulation step and,
   with `average_tokens_across_devices`, over all devices; without a token count (e.g. LF with a
   multimodal processor) it is the micro-batch's own weight sum and the Trainer divides by the
-  accumulation steps. At w = 1 the formula is the standard loss.
+  accumulation steps. At w = 1 the formula is the standard loss. A MoE model's router aux loss
+  (`outputs.aux_loss`, present with `output_router_logits`) is added as `coef * aux`, exactly as the
+  model's forward adds it when it gets labels.
 - `log_span_loss`: on the optimizer steps the Trainer will log (predicted from `logging_steps` /
   `logging_first_step`), the mean token CE on reasoning and on answer tokens of that step's
   batches (all accumulation micro-batches, all devices) is added to the log as `loss_think` /
   `loss_answer`. Reasoning tokens masked by the policy are still measured (against their input
   ids), so `loss_think` stays meaningful under `mask_reasoning`. Other steps pay nothing.
+
+Both cross-entropies run over `LOSS_CHUNK` trained positions at a time, so the extra memory is one
+chunk's fp32 softmax, not one over every position (about 10 GB at 16k tokens x 152k vocab).
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from .collator import SPAN_KEY
 from ..options import ThinkPluginOptions
+from .collator import SPAN_KEY
 from .spans import IGNORE_INDEX, REASONING
+
+logger = logging.getLogger("lf_thinkplugin")
+
+# Positions per cross-entropy piece: the fp32 working copy is LOSS_CHUNK x vocab (1.2 GB at 152k).
+LOSS_CHUNK = 2048
 
 
 def token_weights(labels: torch.Tensor, kinds: torch.Tensor, weight: float) -> torch.Tensor:
@@ -42,14 +53,57 @@ def _shift(x: torch.Tensor, fill: int) -> torch.Tensor:
     return F.pad(x, (0, 1), value=fill)[..., 1:]
 
 
+def _pieces(targets: torch.Tensor) -> list[tuple[slice | torch.Tensor, int]]:
+    """(index, count) of the trained positions (target not IGNORE) of flat `targets`, LOSS_CHUNK at a time.
+    A run of consecutive positions is a slice (a view of the logits: no copy), otherwise an index tensor."""
+    rows = (targets != IGNORE_INDEX).nonzero().squeeze(1)
+    pieces: list[tuple[slice | torch.Tensor, int]] = []
+    if not len(rows):
+        return pieces
+    for part, part_cpu in zip(rows.split(LOSS_CHUNK), rows.cpu().split(LOSS_CHUNK)):
+        first, last = int(part_cpu[0]), int(part_cpu[-1])
+        pieces.append((slice(first, last + 1) if last - first + 1 == len(part_cpu) else part, len(part_cpu)))
+    return pieces
+
+
+class _ChunkedCrossEntropy(torch.autograd.Function):
+    """fp32 token CE per position (0 where the target is IGNORE), as `F.cross_entropy(logits.float(),
+    reduction="none")` computes it, but over LOSS_CHUNK rows at a time in forward and backward, so
+    no fp32 copy, log-softmax or its gradient is ever held for all positions."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        flat, flat_t = logits.reshape(-1, logits.size(-1)), targets.reshape(-1)
+        ce = torch.zeros(flat_t.shape, dtype=torch.float32, device=logits.device)
+        for rows, _ in _pieces(flat_t):
+            ce[rows] = F.cross_entropy(flat[rows].float(), flat_t[rows], reduction="none")
+        ctx.save_for_backward(logits, targets)
+        return ce.view(targets.shape)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        logits, targets = ctx.saved_tensors
+        flat, flat_t, flat_g = logits.reshape(-1, logits.size(-1)), targets.reshape(-1), grad.reshape(-1)
+        out = torch.zeros_like(flat)
+        for rows, n in _pieces(flat_t):
+            # d CE / d logits = softmax - onehot(target), in fp32, cast back as `.float()`'s backward does
+            d = torch.softmax(flat[rows], dim=-1, dtype=torch.float32)
+            d[torch.arange(n, device=d.device), flat_t[rows]] -= 1
+            out[rows] = d.mul_(flat_g[rows].unsqueeze(1)).to(out.dtype)
+        return out.view(logits.shape), None
+
+
+def chunked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Token CE per position of `logits` (..., vocab) against `targets` (...), 0 where IGNORE."""
+    return _ChunkedCrossEntropy.apply(logits, targets.to(logits.device))
+
+
 def weighted_loss_sum(logits: torch.Tensor, labels: torch.Tensor, kinds: torch.Tensor, weight: float):
     """(sum of weight * token CE, token CE per position, shifted weights) for one batch."""
     targets = _shift(labels, IGNORE_INDEX)
     weights = _shift(token_weights(labels, kinds, weight), 0).to(logits.device)
-    ce = F.cross_entropy(
-        logits.float().view(-1, logits.size(-1)), targets.reshape(-1).to(logits.device),
-        ignore_index=IGNORE_INDEX, reduction="none",
-    ).view(targets.shape)
+    ce = chunked_cross_entropy(logits, targets)
     return (ce * weights).sum(), ce, weights
 
 
@@ -100,11 +154,35 @@ def _trainer_class(base_cls: type) -> type:
                 loss = total / weights.sum().clamp(min=torch.finfo(torch.float32).tiny)
             else:
                 loss = total / torch.as_tensor(num_items_in_batch, device=total.device).clamp(min=torch.finfo(torch.float32).tiny)
-                if self.args.average_tokens_across_devices and (self.model_accepts_loss_kwargs or self.compute_loss_func):
-                    loss = loss * (self.accelerator.num_processes if self.args.n_gpu <= 1 else self.args.n_gpu)
+            aux = self._router_aux_term(model, outputs)
+            if aux is not None:  # before the cross-device scaling below, which the Trainer applies to the model's loss
+                loss = loss + aux.to(loss.device)
+            if (num_items_in_batch is not None and self.args.average_tokens_across_devices
+                    and (self.model_accepts_loss_kwargs or self.compute_loss_func)):
+                loss = loss * (self.accelerator.num_processes if self.args.n_gpu <= 1 else self.args.n_gpu)
             if track:
                 self._track(logits, labels, inputs["input_ids"], kinds)
             return (loss, outputs) if return_outputs else loss
+
+        def _router_aux_term(self, model, outputs) -> torch.Tensor | None:
+            """`coef * aux_loss` as a MoE model's forward adds it to its loss when given labels, or None.
+
+            The model computes aux_loss without labels too (from `output_router_logits`, which LF turns on
+            with `moe_aux_loss_coef`); only the addition is skipped, so it is redone here with the model's
+            own coefficient attribute."""
+            aux = _output(outputs, "aux_loss")
+            if not torch.is_tensor(aux):
+                return None
+            coef = _aux_coef(self.accelerator.unwrap_model(model))
+            if coef is None:
+                if not getattr(self, "_aux_warned", False):
+                    self._aux_warned = True
+                    logger.warning(
+                        "thinkplugin: the model returns a router aux_loss but no known coefficient attribute "
+                        "(router_aux_loss_coef / aux_loss_coef); the weighted loss leaves it out"
+                    )
+                return None
+            return coef * aux
 
         def _get_num_items_in_batch(self, batch_samples: list, device: torch.device):
             """The Trainer's token count, replaced by the weight sum when reasoning is weighted."""
@@ -155,7 +233,8 @@ def _trainer_class(base_cls: type) -> type:
             kind = _shift(kinds.to(torch.int64), 0)
             kind = torch.where(targets == IGNORE_INDEX, torch.zeros_like(kind), kind)
             at = (kind > 0).to(logits.device)
-            ce = F.cross_entropy(logits[at].float(), targets.to(logits.device)[at], reduction="none")
+            targets = torch.where(at, targets.to(logits.device), IGNORE_INDEX)
+            ce = chunked_cross_entropy(logits, targets)[at]  # in the order logits[at] would give
             think = kind.to(logits.device)[at] == REASONING
             sums = torch.stack([ce[think].sum(), think.sum(), ce[~think].sum(), (~think).sum()]).to(torch.float32)
             self._span_sums = sums if self._span_sums is None else self._span_sums + sums
@@ -178,10 +257,31 @@ def _trainer_class(base_cls: type) -> type:
     return ThinkTrainer
 
 
-def _logits(outputs: Any) -> torch.Tensor | None:
+def _output(outputs: Any, key: str) -> Any:
     if isinstance(outputs, dict):
-        return outputs.get("logits")
-    return getattr(outputs, "logits", None)
+        return outputs.get(key)
+    return getattr(outputs, key, None)
+
+
+def _logits(outputs: Any) -> torch.Tensor | None:
+    return _output(outputs, "logits")
+
+
+def _aux_coef(model) -> float | None:
+    """The router aux-loss coefficient the model's forward multiplies aux_loss by (transformers' MoE models)."""
+    if hasattr(model, "get_base_model"):  # PEFT
+        model = model.get_base_model()
+    for name in ("router_aux_loss_coef", "aux_loss_coef"):  # aux_loss_coef: JetMoe
+        coef = getattr(model, name, None)
+        if isinstance(coef, (int, float)):
+            return coef
+    config = getattr(model, "config", None)
+    # the VL MoE models (qwen3_vl_moe, glm4v_moe, ...) read it from the text config at forward time
+    for cfg in (getattr(config, "text_config", None), config):
+        coef = getattr(cfg, "router_aux_loss_coef", None)
+        if isinstance(coef, (int, float)):
+            return coef
+    return None
 
 
 def think_trainer_class(base_cls: type, opts: ThinkPluginOptions) -> type:

@@ -1,13 +1,13 @@
 """`lf-think export`: the serving bundle of a template, proven to render the training tokens.
 
-    lf-think export --template NAME --tokenizer PATH --out DIR [--force] [--enable-thinking ...] [--num-ctx N]
+    lf-think export --template NAME --tokenizer PATH_OR_HUB_ID --out DIR [--force] [--enable-thinking ...] [--num-ctx N]
 
 Writes into DIR:
 - `chat_template.jinja`: vLLM's `--chat-template`, and the tokenizer's own chat template (transformers
   reads it from a model folder). The plugin's templates ship theirs; for an LF template it is the
   tokenizer's own template when that has parity with the template, else LF's generated Jinja;
-- `Modelfile`: Ollama (export/ollama.py);
-- `lmdeploy_chat_template.json`: LMDeploy `ChatTemplateConfig` fields (export/lmdeploy.py);
+- `Modelfile`: Ollama (serving/ollama.py);
+- `lmdeploy_chat_template.json`: LMDeploy `ChatTemplateConfig` fields (serving/lmdeploy.py);
 - `SERVING.md`: the commands per engine and what each file cannot express.
 The Jinja is checked against LF's training encoder on the doctor's probes before anything is written;
 the result goes into SERVING.md and the exit status (0 parity, 1 none, 2 bad input).
@@ -135,7 +135,7 @@ def write_bundle(bundle: Bundle, out: Path, force: bool) -> list[Path]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lf-think export", description="Serving bundle (vLLM, Ollama, LMDeploy) of a template.")
     parser.add_argument("--template", required=True, help="registered LF or plugin template the model was trained with")
-    parser.add_argument("--tokenizer", required=True, help="folder with the model's tokenizer")
+    parser.add_argument("--tokenizer", required=True, help="folder with the model's tokenizer, or its hub id (HF cache)")
     parser.add_argument("--out", required=True, help="folder to write the bundle into")
     parser.add_argument("--force", action="store_true", help="replace bundle files already in --out")
     parser.add_argument("--enable-thinking", default="true", choices=["true", "false", "auto"], help="LF's enable_thinking of the run")

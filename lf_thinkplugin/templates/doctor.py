@@ -1,7 +1,7 @@
 """`lf-think doctor`: which LF template renders this model's chat format token for token, and what else
 in the tokenizer will bite a reasoning fine-tune.
 
-    lf-think doctor --model PATH [--template NAME] [--enable-thinking true|false|auto] [--mask-history] [--json]
+    lf-think doctor --model PATH_OR_HUB_ID [--template NAME] [--enable-thinking true|false|auto] [--mask-history] [--json]
     lf-think doctor --table --model PATH [--model PATH ...]     markdown parity table (docs/templates.md)
 
 It loads the tokenizer only. (a) Every registered template (LF's and the plugin's) encodes the probe
@@ -61,6 +61,7 @@ class Report:
     requested: str | None = None
     recommended: str | None = None
     seconds: float = 0.0
+    folder: str | None = None  # where the files were read: the HF cache snapshot of a hub id
     scanner: Any = field(default=None, repr=False)  # reused by render_table
 
     @property
@@ -78,6 +79,7 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model,
+            "folder": self.folder,
             "tokenizer_class": self.tokenizer_class,
             "enable_thinking": self.enable_thinking,
             "ok": self.ok,
@@ -106,10 +108,22 @@ def has_tokenizer(path: str | Path) -> bool:
     return folder.is_dir() and any((folder / name).is_file() for name in TOKENIZER_FILES)
 
 
-def load_tokenizer(model_path: str) -> tuple[Any, list[Finding]]:
-    """The tokenizer LF would load (AutoTokenizer), or a faithful one when that one is broken."""
+def model_folder(model: str) -> str:
+    """A model folder, or the local snapshot of a hub id (HF cache, as LF resolves it; offline under HF_HUB_OFFLINE)."""
+    from ..loading.hub import ModelNotFound, local_dir
+
+    try:
+        return str(local_dir(model))
+    except ModelNotFound as err:
+        raise DoctorError(str(err)) from None
+
+
+def load_tokenizer(model: str) -> tuple[Any, list[Finding]]:
+    """The tokenizer LF would load (AutoTokenizer), or a faithful one when that one is broken; `model` is a
+    folder or a hub id."""
     from transformers import AutoTokenizer
 
+    model_path = model_folder(model)
     if not has_tokenizer(model_path):
         raise DoctorError(
             f"no tokenizer in {model_path!r} (looked for {', '.join(TOKENIZER_FILES)}); "
@@ -266,16 +280,18 @@ def diagnose(
     register_templates()
     if template is not None and template not in TEMPLATES:
         raise DoctorError(_unknown_template(template))
-    tokenizer, findings = load_tokenizer(model_path)
+    folder = model_folder(model_path)
+    tokenizer, findings = load_tokenizer(folder)
     scanner = Scanner(tokenizer, enable_thinking, mask_history=mask_history)
-    report = Report(model_path, type(tokenizer).__name__, enable_thinking, findings=findings, requested=template, scanner=scanner)
+    report = Report(model_path, type(tokenizer).__name__, enable_thinking, findings=findings, requested=template,
+                    folder=folder, scanner=scanner)
     report.scan = scanner.scan()
-    report.recommended = choose(report.scan, _model_type(model_path))
+    report.recommended = choose(report.scan, _model_type(folder))
     checked = template or report.recommended
     if checked is not None:
         report.detail = scanner.check(checked)
     report.findings += check_think_tags(tokenizer)
-    report.findings += check_end_of_turn(model_path, tokenizer, scanner, report.detail)
+    report.findings += check_end_of_turn(folder, tokenizer, scanner, report.detail)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -299,7 +315,7 @@ def resolve_template(model_path: str, enable_thinking: bool | None = True, mask_
     except DoctorError as err:
         raise OptionsError(f"`thinkplugin.template: auto` cannot pick a template: {err}") from None
     # A tokenizer class that corrupts ids is an error for the checkpoint (other tools misread it), not for
-    # this run: plugin runs load it faithfully (tokenizer_fidelity) and save the faithful one.
+    # this run: plugin runs load it faithfully (loading/tokenizer.py) and save the faithful one.
     misread = [f for f in report.findings if f.topic == "tokenizer" and f.level == "error"]
     blocking = [f for f in report.findings if f.level == "error" and f not in misread]
     if blocking or report.recommended is None:
@@ -327,7 +343,8 @@ def _mark(ok: bool) -> str:
 
 
 def render_text(report: Report) -> str:
-    lines = [f"lf-think doctor: {report.model}", f"  tokenizer: {report.tokenizer_class}, enable_thinking={_mode(report.enable_thinking)}"]
+    where = "" if report.folder in (None, report.model) else f" ({report.folder})"
+    lines = [f"lf-think doctor: {report.model}{where}", f"  tokenizer: {report.tokenizer_class}, enable_thinking={_mode(report.enable_thinking)}"]
     lines.append(f"  templates with parity on every probe: {', '.join(report.with_parity) or 'none'}")
     if report.recommended:
         lines.append(f"  recommended: {report.recommended}")
@@ -383,7 +400,7 @@ def render_table(reports: Sequence[Report], templates: Sequence[str]) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lf-think doctor", description="Template parity and tokenizer checks for a model.")
-    parser.add_argument("--model", action="append", required=True, help="model or tokenizer folder (repeat with --table)")
+    parser.add_argument("--model", action="append", required=True, help="model or tokenizer folder, or a hub id in the HF cache (repeat with --table)")
     parser.add_argument("--template", help="check this registered template in full instead of the recommended one")
     parser.add_argument(
         "--enable-thinking", default="true", choices=["true", "false", "auto"],

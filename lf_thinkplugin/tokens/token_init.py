@@ -4,7 +4,7 @@ Two moments of a run:
 - `prepare_lf_args` (before LF parses its arguments, tokenizer only): validate the specs against
   the real tokenizer, hand the missing tokens to LF's own `add_tokens` (not special, so
   `skip_special_tokens=True` keeps them), and record the plan.
-- `peft_config_for_run` (LoRA / OFT: LF built its PEFT config, the model is loaded and resized):
+- `token_rows_config` (LoRA / OFT: LF built its PEFT config, the model is loaded and resized):
   make the token_init rows trainable, through PEFT's trainable tokens where they fit, else through
   full trainable copies of the embedding modules (see `token_rows_config`).
 - `TokenInitCallback.on_init_end` (model loaded and wrapped by PEFT, trainer built; no optimizer,
@@ -67,15 +67,8 @@ class Plan:
         return [t for t in self.tokens if t.initialise]
 
 
-_PLAN: Plan | None = None  # set by prepare_lf_args for the run in this process
-
-
 def _local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def current_plan() -> Plan | None:
-    return _PLAN
 
 
 # --------------------------------------------------------------------------------------------
@@ -88,28 +81,6 @@ def _split_tokens(value: Any) -> list[str]:
     if isinstance(value, str):
         return [t.strip() for t in value.split(",") if t.strip()]
     return [str(t).strip() for t in value]
-
-
-def _load_tokenizer(lf_args: dict[str, Any]) -> Any:
-    from transformers import AutoTokenizer
-
-    path = lf_args.get("model_name_or_path")
-    if not path:
-        raise OptionsError(f"`{BLOCK}.token_init` needs `model_name_or_path` to check the new tokens against its tokenizer.")
-    kwargs = {"trust_remote_code": bool(lf_args.get("trust_remote_code", False))}
-    if lf_args.get("use_fast_tokenizer") is not None:
-        kwargs["use_fast"] = bool(lf_args["use_fast_tokenizer"])
-    try:
-        return AutoTokenizer.from_pretrained(str(path), local_files_only=True, **kwargs)
-    except OSError:
-        pass
-    try:  # a hub id not cached yet: the tokenizer alone is small (never the model here)
-        return AutoTokenizer.from_pretrained(str(path), **kwargs)
-    except OSError as err:
-        raise OptionsError(
-            f"`{BLOCK}.token_init`: cannot load the tokenizer of model_name_or_path={path!r} to check the new tokens "
-            f"({err}); point model_name_or_path at a local folder or download the model first."
-        ) from None
 
 
 def _check_single_id(tokenizer: Any, token: str) -> int:
@@ -163,9 +134,9 @@ def build_plan(
     return plan
 
 
-def prepare_lf_args(opts: ThinkPluginOptions, lf_args: dict[str, Any]) -> None:
-    """Validate token_init against the tokenizer and add the missing tokens through LF's `add_tokens`."""
-    global _PLAN
+def prepare_lf_args(opts: ThinkPluginOptions, lf_args: dict[str, Any], tokenizer: Any) -> Plan:
+    """Validate token_init against the checkpoint's `tokenizer` (faithfully loaded, left unchanged), add the
+    missing tokens through LF's `add_tokens`, and return the plan the run context carries."""
     if opts.train_new_tokens_only or opts.unfreeze:
         for key in ("deepspeed", "fsdp"):
             if lf_args.get(key):
@@ -176,7 +147,6 @@ def prepare_lf_args(opts: ThinkPluginOptions, lf_args: dict[str, Any]) -> None:
     from .deepspeed_guard import check_embedding_copies
 
     check_embedding_copies(lf_args)
-    tokenizer = _load_tokenizer(lf_args)
     vocab = tokenizer.get_vocab()
     special = _split_tokens(lf_args.get("add_special_tokens"))
     user_tokens = _split_tokens(lf_args.get("add_tokens"))
@@ -193,21 +163,11 @@ def prepare_lf_args(opts: ThinkPluginOptions, lf_args: dict[str, Any]) -> None:
               f"{BLOCK}.train_new_tokens_only: true to train them", flush=True)
     # LoRA / OFT: no `resize_vocab` here. peft_config_for_run makes the rows trainable, and LF sets
     # resize_vocab itself whenever add_tokens adds a token, the only case where the matrix must grow.
-    _PLAN = plan
+    return plan
 
 
 # --------------------------------------------------------------------------------------------
 # when LF builds the LoRA / OFT adapter
-
-
-def peft_config_for_run(model: torch.nn.Module, peft_config: Any) -> Any:
-    """The PEFT config LF built, adjusted for this run's token_init; LF's object untouched otherwise."""
-    from ..activation.hooks import active
-
-    opts = active()
-    if opts is None or not opts.token_init or _PLAN is None:
-        return peft_config
-    return token_rows_config(model, peft_config, _PLAN)
 
 
 def embedding_module_names(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
@@ -338,6 +298,8 @@ def _token_rows_of(module: torch.nn.Module | None) -> list[TokenRows]:
 
 
 def embedding_targets(model: torch.nn.Module) -> Targets:
+    # stage rm: LF wraps the (PEFT) model in a value-head model whose embedding getters do not delegate
+    model = getattr(model, "pretrained_model", model)
     out_module = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     inputs = _weights_of(model.get_input_embeddings())
     out_all = _weights_of(out_module)
@@ -526,15 +488,6 @@ def check_same_rows_on_ranks(model: torch.nn.Module, ids: list[int]) -> tuple[in
     return len(every), False
 
 
-def make_callbacks(opts: ThinkPluginOptions, plan: Plan | None = None) -> list[TrainerCallback]:
-    plan = plan or _PLAN
-    if plan is None:
-        raise RuntimeError(f"{BLOCK}.token_init: prepare_lf_args did not run in this process (no token plan)")
+def make_callbacks(plan: Plan) -> list[TrainerCallback]:
     return [TokenInitCallback(plan)]
-
-
-def wrap_trainer_class(cls: type, opts: ThinkPluginOptions) -> type:
-    from .new_rows import wrap_trainer_class as wrap
-
-    return wrap(cls, opts)
 

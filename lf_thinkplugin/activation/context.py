@@ -1,0 +1,156 @@
+"""One run's plugin state: created by each read of LF's arguments that has a `thinkplugin:` block.
+
+`RunContext.create(block, lf_args)` validates the block against LF's arguments, resolves what must
+be known before the model loads (the model's files for hub ids, `template: auto`, the token-init
+plan) and edits `lf_args` in place before LF's HfArgumentParser sees them. The seam binds the
+context to LF's run (patched names or native hooks); every later moment of the run is a method
+here that hands the context's own options and plan to the capability that acts:
+
+    dataset(...)        each aligned dataset: the malformed-think-tag report (data/)
+    tokenizer(...)      the tokenizer LF loaded, replaced where its class corrupts ids (loading/)
+    peft_config(...)    the PEFT config LF built: token_init rows made trainable (tokens/)
+    collator(...)       the SFT collator: think_loss policies and the span map (loss/)
+    trainer(...)        the SFT trainer: reasoning weight, span logs, new-rows-only training
+    callbacks()         every stage: options file, token-init rows, serving bundle
+
+Leaf modules never look the run up: what they need is passed to them. A read without a block
+ends the context (the seam unbinds it), so nothing of one run reaches the next.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from ..loading.hub import ModelRef, local_dir
+from ..options import BLOCK, OptionsError, ThinkPluginOptions, check_against_lf, dump_options, parse_options
+
+
+def rank0() -> bool:
+    return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("RANK", "0")) == 0
+
+
+@dataclass
+class RunContext:
+    options: ThinkPluginOptions
+    lf_args: dict[str, Any]  # what LF parses: the block removed, template / add_tokens resolved
+    block: Any  # the raw block as the user wrote it
+    model: ModelRef
+    from_cli: bool = True  # arguments read from the command line: refusals exit 2 without a traceback
+    token_plan: Any = None  # tokens.token_init.Plan when token_init is set
+    _model_dir: Optional[Path] = field(default=None, repr=False)
+    _tokenizer: Any = field(default=None, repr=False)
+
+    # --- before LF parses its arguments ---------------------------------------------------------
+
+    @classmethod
+    def create(cls, block: Any, lf_args: dict[str, Any], from_cli: bool = True,
+               lf_keys: Optional[set[str]] = None) -> "RunContext":
+        opts = parse_options(block)
+        check_against_lf(opts, lf_args, lf_keys)
+        ctx = cls(opts, lf_args, block, ModelRef.from_lf_args(lf_args), from_cli)
+        if opts.template == "auto":
+            from ..templates.doctor import resolve_template  # loads the tokenizer only, never the model
+
+            lf_args["template"] = resolve_template(
+                str(ctx.model_dir),
+                enable_thinking=lf_args.get("enable_thinking", True),  # LF's defaults where the YAML is silent
+                mask_history=bool(lf_args.get("mask_history", False)),
+            )
+        elif opts.template is not None:
+            lf_args["template"] = opts.template
+        if opts.token_init:
+            from ..tokens.token_init import prepare_lf_args
+
+            ctx.token_plan = prepare_lf_args(opts, lf_args, ctx.checkpoint_tokenizer())
+        if rank0():
+            print(f"[lf_thinkplugin] {BLOCK}: " + json.dumps(dump_options(opts), ensure_ascii=False), flush=True)
+        return ctx
+
+    @property
+    def stage(self) -> str:
+        return str(self.lf_args.get("stage", "sft"))
+
+    @property
+    def model_dir(self) -> Path:
+        """The local folder of the model's tokenizer and config (hub ids resolved as LF resolves them)."""
+        if self._model_dir is None:
+            self._model_dir = local_dir(self.model)
+        return self._model_dir
+
+    def checkpoint_tokenizer(self) -> Any:
+        """The checkpoint's own tokenizer, loaded faithfully (no tokens added); loaded once per run."""
+        if self._tokenizer is None:
+            from ..loading.tokenizer import from_pretrained
+
+            kwargs: dict[str, Any] = {"trust_remote_code": bool(self.lf_args.get("trust_remote_code", False))}
+            if self.lf_args.get("use_fast_tokenizer") is not None:
+                kwargs["use_fast"] = bool(self.lf_args["use_fast_tokenizer"])
+            try:
+                self._tokenizer = from_pretrained(str(self.model_dir), **kwargs)
+            except (OSError, ValueError) as err:
+                raise OptionsError(f"cannot load the tokenizer of `{self.model.key}: {self.model.name_or_path}` "
+                                   f"from {self.model_dir}: {err}") from None
+        return self._tokenizer
+
+    # --- the moments of LF's run (called through the seam) --------------------------------------
+
+    @contextlib.contextmanager
+    def refusals(self) -> Iterator[None]:
+        """A refusal raised inside LF's run: on the command line, the message and exit status 2, no traceback."""
+        try:
+            yield
+        except OptionsError as err:
+            if not self.from_cli:
+                raise
+            print(f"[lf_thinkplugin] error: {err}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+
+    def dataset(self, dataset: Any, dataset_attr: Any, data_args: Any) -> Any:
+        from ..data.malformed import report_malformed
+
+        with self.refusals():
+            return report_malformed(dataset, dataset_attr.dataset_name, data_args.template, self.options.on_malformed)
+
+    def tokenizer(self, tokenizer: Any, model_args: Any) -> Any:
+        from ..loading.tokenizer import fix_lf_tokenizer
+
+        return fix_lf_tokenizer(tokenizer, model_args)
+
+    def peft_config(self, model: Any, peft_config: Any) -> Any:
+        if self.token_plan is None:
+            return peft_config
+        from ..tokens.token_init import token_rows_config
+
+        return token_rows_config(model, peft_config, self.token_plan)
+
+    def collator(self, base_cls: type, **kwargs: Any) -> Any:
+        if not self.options.uses_think_collator:
+            return base_cls(**kwargs)
+        from ..loss.collator import think_collator_class
+
+        return think_collator_class(base_cls)(options=self.options, **kwargs)
+
+    def trainer(self, base_cls: type, **kwargs: Any) -> Any:
+        cls = base_cls
+        if self.options.uses_think_collator:
+            from ..loss.trainer import think_trainer_class
+
+            cls = think_trainer_class(cls, self.options)
+        if self.options.train_new_tokens_only:
+            from ..tokens.new_rows import wrap_trainer_class
+
+            cls = wrap_trainer_class(cls, self.options)
+        with self.refusals():
+            return cls(**kwargs)
+
+    def callbacks(self) -> list[Any]:
+        from .callbacks import plugin_callbacks
+
+        return plugin_callbacks(self.options, self.token_plan)
