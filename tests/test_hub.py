@@ -1,0 +1,31 @@
+"""Model ids resolved as LF resolves them: folders as they are, hub ids from the HF cache with LF's
+`cache_dir` and `model_revision`, offline; a missing id names the fix."""
+
+from __future__ import annotations
+
+import pytest
+from hf_cache import commit_of, snapshot_dir
+
+from lf_thinkplugin.loading.hub import ModelNotFound, ModelRef, local_dir
+from lf_thinkplugin.options import OptionsError
+
+
+def test_lf_cache_dir_and_revision_pick_the_snapshot(hub_cache, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", "/nonexistent")  # LF's cache_dir wins over the environment
+    repo = "Qwen/Qwen3-0.6B"
+    want = snapshot_dir(hub_cache, repo)
+    for revision in (None, "main", commit_of(repo)):
+        ref = ModelRef.from_lf_args({"model_name_or_path": repo, "cache_dir": str(hub_cache), "model_revision": revision})
+        assert local_dir(ref) == want
+    with pytest.raises(ModelNotFound, match=r"`model_name_or_path: Qwen/Qwen3-0.6B` \(revision v9\) is not in "):
+        local_dir(ModelRef.from_lf_args({"model_name_or_path": repo, "cache_dir": str(hub_cache), "model_revision": "v9"}))
+
+
+def test_folders_pass_through_and_bad_names_are_refused(tmp_path):
+    assert local_dir(str(tmp_path)) == tmp_path
+    with pytest.raises(ModelNotFound, match="no such folder") as err:
+        local_dir(str(tmp_path / "missing"))
+    assert isinstance(err.value, OptionsError)  # a refusal: exit 2 on the command line
+    with pytest.raises(ModelNotFound, match="`model_name_or_path` is not set"):
+        ModelRef.from_lf_args({})
