@@ -1,0 +1,222 @@
+"""`lf-think eval`: does the model think as trained?
+
+    lf-think eval --model DIR [--adapter DIR] [--baseline DIR] --data FILE_OR_LF_DATASET
+                  [--dataset-dir DIR] [--modes think,nothink] [--max-new-tokens N] [--batch-size N]
+                  [--limit N] [--template NAME] [--engine hf|vllm] [--device cpu|cuda] [--json]
+                  [--outputs FILE.jsonl] [--chart FILE.png]
+
+Renders each prompt with the template the model was trained on, generates greedily (think mode:
+`enable_thinking=True`, nothink: False), classifies every output (lf_thinkplugin.evaluation.metrics)
+and prints a table per mode, the baseline (same prompt ids, other weights) side by side. Exit 0 when
+it ran; 2 on bad input or an engine that is not available.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .generate import (
+    EvalError,
+    Prompter,
+    generate_hf,
+    generate_vllm,
+    load_model,
+    load_samples,
+    load_tokenizer,
+    load_vllm,
+    prompter,
+    trained_with,
+)
+from .metrics import (
+    NOTHINK,
+    NOTHINK_STATUSES,
+    PARSERS,
+    THINK,
+    THINK_STATUSES,
+    aggregate,
+    classify,
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lf-think eval", description="Does the model think as trained? Well-formed "
+                                "reasoning rates, vLLM parser splits, lengths and accuracy per mode.")
+    p.add_argument("--model", required=True, help="model folder (a training output_dir, or the base model with --adapter)")
+    p.add_argument("--adapter", help="LoRA adapter folder (a LoRA training output_dir)")
+    p.add_argument("--baseline", help="model folder to compare with (e.g. the untrained base), same prompts")
+    p.add_argument("--data", required=True, help="JSON / JSONL file, or an LF dataset name in --dataset-dir")
+    p.add_argument("--dataset-dir", default="data", help="folder of dataset_info.json for an LF dataset name")
+    p.add_argument("--modes", default="think,nothink", help="comma-separated: think, nothink")
+    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--limit", type=int, help="first N prompts only")
+    p.add_argument("--template", help="LF template (the plugin's or LF's own) to encode prompts with; default: the one the run recorded, else the tokenizer's chat template")
+    p.add_argument("--engine", default="hf", choices=("hf", "vllm"))
+    p.add_argument("--device", default="cpu", help="torch device for --engine hf (cpu, cuda)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--outputs", help="write every output (text, status, parser split) to this JSONL file")
+    p.add_argument("--chart", help="write a PNG of the output shapes per mode (needs matplotlib)")
+    return p
+
+
+def _modes(text: str) -> list[str]:
+    modes = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in modes if m not in (THINK, NOTHINK)]
+    if bad or not modes:
+        raise EvalError(f"--modes {text!r}: use think, nothink or think,nothink")
+    return modes
+
+
+def run_model(name: str, model_dir: str, adapter: str | None, prompts: Prompter, samples: list, modes: list[str],
+              args: argparse.Namespace) -> dict[str, Any]:
+    """Generate every (mode, sample) with one model and classify the outputs."""
+    started = time.perf_counter()
+    model = load_model(model_dir, adapter, args.device) if args.engine == "hf" else load_vllm(model_dir, adapter)
+    load_s = time.perf_counter() - started
+    outputs, records, timing = [], [], {}
+    for mode in modes:
+        ids = [prompts.ids(s.messages, mode == THINK) for s in samples]
+        t0 = time.perf_counter()
+        if args.engine == "hf":
+            generated = generate_hf(model, prompts.tokenizer, ids, args.max_new_tokens, set(prompts.markup.stop_ids),
+                                    args.batch_size)
+        else:
+            generated = generate_vllm(model, adapter, ids, args.max_new_tokens, set(prompts.markup.stop_ids))
+        seconds = time.perf_counter() - t0
+        for sample, gen in zip(samples, generated):
+            out = classify(gen, prompts.tokenizer, prompts.markup, mode, args.max_new_tokens, sample.reference)
+            outputs.append(out)
+            records.append({"model": name, "prompt": sample.messages[-1]["content"], "reference": sample.reference,
+                            **out.to_dict()})
+        tokens = sum(o.tokens for o in outputs if o.mode == mode)
+        timing[mode] = {"seconds": round(seconds, 3), "generated_tokens": tokens,
+                        "tokens_per_s": round(tokens / seconds, 1) if seconds else None}
+    return {"model": model_dir, "adapter": adapter, "load_seconds": round(load_s, 3), "timing": timing,
+            "metrics": aggregate(outputs), "_records": records}
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def render_table(report: dict[str, Any]) -> str:
+    runs = [("model", report["model"])] + ([("baseline", report["baseline"])] if report.get("baseline") else [])
+    modes = [m for m in report["modes"] if any(m in r["metrics"] for _, r in runs)]
+    parser = report["parser"]
+    rows: list[tuple[str, Any]] = []
+
+    def row(label: str, get) -> None:
+        cells = []
+        for mode in modes:
+            for _, run in runs:
+                m = run["metrics"].get(mode)
+                cells.append(_fmt(get(m, mode)) if m is not None else "")
+        rows.append((label, cells))
+
+    row("well-formed", lambda m, _: m["well_formed"])
+    for status in THINK_STATUSES + NOTHINK_STATUSES[1:]:
+        row(f"  {status}", lambda m, _, s=status: m["status"].get(s, None) if s in m["status"] else None)
+    row("tags spelled out", lambda m, _: m["spelled_out_tags"])
+    row("end of turn", lambda m, _: m["end_of_turn"])
+    row("cut at token limit", lambda m, _: m["truncated"])
+    row("reasoning tokens (mean)", lambda m, _: m["reasoning_tokens"])
+    row("answer tokens (mean)", lambda m, _: m["answer_tokens"])
+    row(f"vLLM {parser}: empty content", lambda m, _: m["parsers"][parser]["empty_content"])
+    row(f"vLLM {parser}: reasoning leaked", lambda m, _: m["parsers"][parser]["leaked"])
+    for kind in ("exact", "normalised", "numeric"):
+        row(f"accuracy {kind}", lambda m, _, k=kind: m["accuracy"][k])
+    row("tokens/s", lambda m, mode: None)
+    rows[-1] = ("tokens/s", [_fmt(run["timing"][mode]["tokens_per_s"], 1) if mode in run["timing"] else ""
+                             for mode in modes for _, run in runs])
+    width = max(len(label) for label, _ in rows) + 2
+    col = 10
+    first = runs[0][1]["metrics"]
+    titles = [f"{m} (n={first[m]['n']})" if m in first else m for m in modes]
+    header1 = " " * width + "".join(f"{t:<{col * len(runs)}}" for t in titles)
+    header2 = " " * width + "".join(f"{name:<{col}}" for _ in modes for name, _ in runs)
+    lines = [header1.rstrip(), header2.rstrip()] + [f"{label:<{width}}" + "".join(f"{c:<{col}}" for c in cells) for label, cells in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    stdout = sys.stdout
+    if args.json:  # stdout carries the JSON only: anything libraries print goes to stderr
+        with contextlib.redirect_stdout(sys.stderr):
+            return _main(args, stdout)
+    return _main(args, stdout)
+
+
+def _main(args: argparse.Namespace, stdout: Any) -> int:
+    try:
+        modes = _modes(args.modes)
+        if args.chart:
+            from .chart import available
+
+            if not available():
+                raise EvalError("--chart needs matplotlib, which is not importable here (pip install matplotlib)")
+        if args.max_new_tokens < 1:
+            raise EvalError("--max-new-tokens must be at least 1")
+        if args.engine == "vllm":
+            try:
+                import vllm  # noqa: F401
+            except ImportError as err:
+                raise EvalError(f"--engine vllm needs vLLM, which is not importable here ({err}); install it "
+                                "(pip install vllm, on a GPU machine) or use --engine hf") from None
+        for label, folder in (("--model", args.model), ("--adapter", args.adapter), ("--baseline", args.baseline)):
+            if folder and not Path(folder).is_dir():
+                raise EvalError(f"{label} {folder}: not a folder")
+        samples = load_samples(args.data, args.dataset_dir, args.limit)
+        tok_dir = args.adapter if args.adapter and (Path(args.adapter) / "tokenizer_config.json").is_file() else args.model
+        tokenizer = load_tokenizer(tok_dir)
+        info = trained_with(args.adapter, args.model)
+        prompts = prompter(tokenizer, args.model, info, args.template)
+    except EvalError as err:
+        print(f"[lf_thinkplugin] eval: error: {err}", file=sys.stderr)
+        return 2
+    notes = list(prompts.notes)
+    if NOTHINK in modes and not prompts.has_switch:
+        modes = [m for m in modes if m != NOTHINK]
+        notes.append("nothink skipped: the template's generation prompt does not change with enable_thinking")
+        if not modes:
+            print("[lf_thinkplugin] eval: error: no mode left to run (the template has no thinking switch)", file=sys.stderr)
+            return 2
+    report: dict[str, Any] = {"data": args.data, "prompts": len(samples), "modes": modes,
+                              "max_new_tokens": args.max_new_tokens, "engine": args.engine, "template": prompts.template,
+                              "prompt_opens_think": prompts.markup.prompt_opens_think, "parser": prompts.markup.parser,
+                              "parsers": list(PARSERS), "notes": notes}
+    report["model"] = run_model("model", args.model, args.adapter, prompts, samples, modes, args)
+    report["baseline"] = run_model("baseline", args.baseline, None, prompts, samples, modes, args) if args.baseline else None
+    records = report["model"].pop("_records") + (report["baseline"].pop("_records") if report["baseline"] else [])
+    if args.outputs:
+        Path(args.outputs).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    if args.chart:
+        from .chart import write_chart
+
+        write_chart(report, args.chart)
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False), file=stdout)
+    else:
+        title = f"lf-think eval: {args.model}" + (f" + {args.adapter}" if args.adapter else "")
+        title += f" vs baseline {args.baseline}" if args.baseline else ""
+        print(title)
+        print(f"{len(samples)} prompts from {args.data}; max_new_tokens {args.max_new_tokens}; engine {args.engine}; "
+              f"vLLM parser {prompts.markup.parser}")
+        for note in notes:
+            print(f"note: {note}")
+        print(render_table(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
