@@ -54,6 +54,18 @@ class UnfreezeStage(_Strict):
     modules: list[str] = Field(min_length=1, description="fnmatch patterns of parameter names that start training")
 
 
+class EvalThinkSpec(_Strict):
+    """Think-behaviour metrics (`lf-think eval`'s) on held-out prompts during training."""
+
+    every: int = Field(ge=1, description="optimizer steps between evaluations")
+    prompts: int = Field(default=8, ge=1, description="held-out prompts per evaluation")
+    max_new_tokens: int = Field(default=256, ge=1, description="generation limit per prompt")
+    data: Optional[str] = Field(default=None, description="prompts: a JSON / JSONL file or an LF dataset name in "
+                                "dataset_dir; default LF's `eval_dataset`")
+    modes: list[Literal["think", "nothink"]] = Field(default=["think"], min_length=1,
+                                                     description="thinking on / off through the template's switch")
+
+
 class ThinkPluginOptions(_Strict):
     # templates (templates/: encoders, doctor)
     template: Optional[str] = Field(
@@ -68,7 +80,7 @@ class ThinkPluginOptions(_Strict):
         "`mask_reasoning`: whole think blocks (tags included) carry no loss.",
     )
     think_loss_weight: float = Field(default=1.0, ge=0.0, le=1.0, description="loss weight of reasoning tokens (answers: 1)")
-    log_span_loss: bool = Field(default=True, description="log `loss_think` / `loss_answer` on logging steps")
+    log_span_loss: bool = Field(default=True, description="log `loss_think` / `loss_answer` / `loss_tags` on logging steps")
     # reasoning data (data/)
     on_malformed: Literal["error", "warn", "skip"] = Field(
         default="warn", description="what to do with samples whose think tags are malformed"
@@ -82,6 +94,9 @@ class ThinkPluginOptions(_Strict):
     reinit: bool = Field(default=False, description="re-initialise token_init tokens that already exist")
     train_new_tokens_only: bool = Field(default=False, description="train only the new tokens' embedding rows")
     unfreeze: Optional[list[UnfreezeStage]] = Field(default=None, description="staged unfreezing schedule")
+    # think-behaviour monitoring (evaluation/)
+    eval_think: Optional[EvalThinkSpec] = Field(default=None, description="think-behaviour metrics on held-out "
+                                                "prompts every N steps, in the Trainer's log (`think_eval/...`)")
     # serving bundle (serving/)
     export_serving: bool = Field(default=True, description="write the serving bundle (Jinja, Modelfile, LMDeploy JSON) into output_dir")
 
@@ -139,7 +154,7 @@ def _did_you_mean(key: str, known: list[str], prefix: str) -> str:
 
 
 # The model that owns a key, by the top-level option it sits under (for suggestions on nested typos).
-_NESTED = {"token_init": TokenInitSpec, "unfreeze": UnfreezeStage}
+_NESTED = {"token_init": TokenInitSpec, "unfreeze": UnfreezeStage, "eval_think": EvalThinkSpec}
 
 
 def _describe(error: dict[str, Any]) -> str:
@@ -212,7 +227,7 @@ def check_against_lf(opts: ThinkPluginOptions, lf_args: dict[str, Any], lf_keys:
         problems.append(f"`stage: ppo` is not supported by lf-thinkplugin (its value head and reward model are outside "
                         f"what the plugin hooks); drop `{BLOCK}:` or use stage sft / pt / dpo / kto / rm")
     if stage != "sft":
-        sft_only = [k for k in ("train_new_tokens_only", "unfreeze", "log_span_loss") if k in opts.model_fields_set
+        sft_only = [k for k in ("train_new_tokens_only", "unfreeze", "log_span_loss", "eval_think") if k in opts.model_fields_set
                     and getattr(opts, k)]
         for key in sft_only:
             problems.append(f"`{BLOCK}.{key}` acts through the SFT trainer and collator, and stage {stage} uses LF's "
@@ -226,6 +241,15 @@ def check_against_lf(opts: ThinkPluginOptions, lf_args: dict[str, Any], lf_keys:
                 "finetuning_type: lora without ref_model (the reference is the base model with the adapter off, which "
                 f"holds token_init's rows){' or pref_loss: simpo / orpo (no reference model)' if stage == 'dpo' else ''}"
             )
+    if opts.eval_think is not None:
+        if opts.eval_think.data is None and not lf_args.get("eval_dataset"):
+            problems.append(f"`{BLOCK}.eval_think` needs held-out prompts: set `{BLOCK}.eval_think.data` (a JSON / JSONL "
+                            "file or a dataset name in dataset_info.json) or LF's `eval_dataset`")
+        from .tokens.deepspeed_guard import zero_stage
+
+        if zero_stage(lf_args) == 3 or lf_args.get("fsdp") or _env_on("ACCELERATE_USE_FSDP"):
+            problems.append(f"`{BLOCK}.eval_think` generates on rank 0 alone, which sharded weights (ZeRO-3, FSDP) "
+                            "cannot do; run `lf-think eval` on the saved checkpoints instead")
     if opts.token_init and (lf_args.get("fsdp") or _env_on("ACCELERATE_USE_FSDP")):
         problems.append(f"`{BLOCK}.token_init` under FSDP is not supported: writing rows into FSDP-sharded embeddings "
                         "is not verified; initialise the tokens in a run without FSDP (or with DeepSpeed ZeRO-3)")
@@ -285,7 +309,7 @@ def reference_table() -> str:
     """The README's option reference, generated from the schema (tests keep the README in sync)."""
     rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
     sections = [(f"{BLOCK}.", ThinkPluginOptions), (f"{BLOCK}.token_init.<token>.", TokenInitSpec),
-                (f"{BLOCK}.unfreeze[].", UnfreezeStage)]
+                (f"{BLOCK}.unfreeze[].", UnfreezeStage), (f"{BLOCK}.eval_think.", EvalThinkSpec)]
     for prefix, model in sections:
         for name, field in model.model_fields.items():
             default = "required" if field.is_required() else f"`{field.get_default(call_default_factory=True)!r}`"

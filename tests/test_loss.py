@@ -138,10 +138,14 @@ def test_span_losses_match_a_direct_measurement(setup, tmp_path):
     ce = F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)), ids.reshape(-1), reduction="none").view(ids.shape)
     expected_think = ce[kinds == REASONING].mean().item()
     expected_answer = ce[kinds == 1].mean().item()
+    tags = (ids == 151667) | (ids == 151668)  # Qwen3's <think> / </think>, single ids
+    assert tags.sum() >= 2
+    expected_tags = ce[tags].mean().item()
     trainer.train()
     record = next(r for r in trainer.state.log_history if "loss" in r)
     assert record["loss_think"] == pytest.approx(expected_think, rel=1e-5)
     assert record["loss_answer"] == pytest.approx(expected_answer, rel=1e-5)
+    assert record["loss_tags"] == pytest.approx(expected_tags, rel=1e-5)
 
 
 def unchunked_ce(logits, labels):
@@ -228,7 +232,9 @@ def test_chunked_span_tracking_equals_one_piece(setup, tmp_path, monkeypatch):
     at = kind > 0
     ce = F.cross_entropy(logits[at].float(), targets[at], reduction="none")
     think = kind[at] == REASONING
-    expected = torch.stack([ce[think].sum(), think.sum(), ce[~think].sum(), (~think).sum()]).to(torch.float32)
+    tag = (targets[at] == 151667) | (targets[at] == 151668)  # Qwen3's <think> / </think>
+    expected = torch.stack([ce[think].sum(), think.sum(), ce[~think].sum(), (~think).sum(),
+                            ce[tag].sum(), tag.sum()]).to(torch.float32)
     for chunk in (3, int(at.sum()) - 1, int(at.sum()), 10**9):
         monkeypatch.setattr(trainer_mod, "LOSS_CHUNK", chunk)
         trainer._span_sums = None

@@ -11,7 +11,7 @@ here that hands the context's own options and plan to the capability that acts:
     peft_config(...)    the PEFT config LF built: token_init rows made trainable (tokens/)
     collator(...)       the SFT collator: think_loss policies and the span map (loss/)
     trainer(...)        the SFT trainer: reasoning weight, span logs, new-rows-only training
-    callbacks()         every stage: options file, token-init rows, serving bundle
+    callbacks()         every stage: options file, token-init rows, serving bundle; SFT: eval_think
 
 Leaf modules never look the run up: what they need is passed to them. A read without a block
 ends the context (the seam unbinds it), so nothing of one run reaches the next.
@@ -46,6 +46,7 @@ class RunContext:
     token_plan: Any = None  # tokens.token_init.Plan when token_init is set
     _model_dir: Optional[Path] = field(default=None, repr=False)
     _tokenizer: Any = field(default=None, repr=False)
+    _eval_callback: Any = field(default=None, repr=False)
 
     # --- before LF parses its arguments ---------------------------------------------------------
 
@@ -148,9 +149,20 @@ class RunContext:
 
             cls = wrap_trainer_class(cls, self.options)
         with self.refusals():
-            return cls(**kwargs)
+            trainer = cls(**kwargs)
+        if self._eval_callback is not None:  # its metrics go through this trainer's log
+            self._eval_callback.bind_trainer(trainer)
+        return trainer
 
     def callbacks(self) -> list[Any]:
         from .callbacks import plugin_callbacks
 
-        return plugin_callbacks(self.options, self.token_plan)
+        callbacks = plugin_callbacks(self.options, self.token_plan)
+        if self.options.eval_think is not None:
+            from ..evaluation.callback import ThinkEvalCallback
+
+            self._eval_callback = ThinkEvalCallback(
+                self.options.eval_think, self.lf_args.get("template"), str(self.model_dir),
+                str(self.lf_args.get("dataset_dir") or "data"), self.lf_args.get("eval_dataset"))
+            callbacks.append(self._eval_callback)
+        return callbacks

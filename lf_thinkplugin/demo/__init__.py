@@ -2,7 +2,9 @@
 
 Builds a random tiny Qwen3-architecture model (real Qwen3 fixture tokenizer when present, else a
 Qwen3-style tokenizer built here), copies the demo reasoning dataset, runs
-`llamafactory-cli train examples/yaml/demo_tiny.yaml` as a subprocess, and prints a summary.
+`llamafactory-cli train examples/yaml/demo_tiny.yaml` as a subprocess, prints a summary, then
+`lf-think eval` of the trained model against the untrained one (with a chart) and the serving
+bundle's parity verdict.
 """
 
 from __future__ import annotations
@@ -68,4 +70,22 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join((proc.stdout + proc.stderr).splitlines()[-30:]), file=sys.stderr)
         return proc.returncode
     print("[demo] done\n" + summarise(out / "output"))
-    return 0
+    return show_eval(out)
+
+
+def show_eval(out: Path) -> int:
+    """The loop's last step: `lf-think eval` of the trained model vs the untrained one, and the serving verdict."""
+    from ..evaluation import main as eval_main
+
+    chart = out / "eval.png"
+    argv = ["--model", str(out / "output"), "--baseline", str(out / "model"), "--data", "think_demo",
+            "--dataset-dir", str(out / "data"), "--limit", "4", "--max-new-tokens", "48", "--chart", str(chart)]
+    print(f"[demo] lf-think eval {' '.join(argv)}", flush=True)
+    code = eval_main(argv)
+    if code == 0:
+        print(f"[demo] chart: {chart}")
+    serving = out / "output" / "SERVING.md"
+    if serving.is_file():
+        verdict = next((line for line in serving.read_text(encoding="utf-8").splitlines() if "apply_chat_template" in line), "")
+        print(f"[demo] serving bundle ({serving}): {verdict.strip()}")
+    return code

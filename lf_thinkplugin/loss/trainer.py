@@ -16,8 +16,10 @@ model sees it, then:
 - `log_span_loss`: on the optimizer steps the Trainer will log (predicted from `logging_steps` /
   `logging_first_step`), the mean token CE on reasoning and on answer tokens of that step's
   batches (all accumulation micro-batches, all devices) is added to the log as `loss_think` /
-  `loss_answer`. Reasoning tokens masked by the policy are still measured (against their input
-  ids), so `loss_think` stays meaningful under `mask_reasoning`. Other steps pay nothing.
+  `loss_answer`, and on the think tags themselves (targets that are `<think>` / `</think>` as single
+  ids: the curve to watch when new tag tokens are initialised) as `loss_tags`. Reasoning tokens
+  masked by the policy are still measured (against their input ids), so `loss_think` stays
+  meaningful under `mask_reasoning`. Other steps pay nothing.
 
 Both cross-entropies run over `LOSS_CHUNK` trained positions at a time, so the extra memory is one
 chunk's fp32 softmax, not one over every position (about 10 GB at 16k tokens x 152k vocab).
@@ -114,7 +116,8 @@ def _trainer_class(base_cls: type) -> type:
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self._span_sums: torch.Tensor | None = None  # [think CE, think n, answer CE, answer n]
+            self._span_sums: torch.Tensor | None = None  # [think CE, think n, answer CE, answer n, tags CE, tags n]
+            self._tags: torch.Tensor | None = None
             self._span_step = -1
 
         # --- loss -------------------------------------------------------------------------------
@@ -236,19 +239,32 @@ def _trainer_class(base_cls: type) -> type:
             targets = torch.where(at, targets.to(logits.device), IGNORE_INDEX)
             ce = chunked_cross_entropy(logits, targets)[at]  # in the order logits[at] would give
             think = kind.to(logits.device)[at] == REASONING
-            sums = torch.stack([ce[think].sum(), think.sum(), ce[~think].sum(), (~think).sum()]).to(torch.float32)
+            tag_ids = self._tag_ids(logits.device)
+            tag = torch.isin(targets[at], tag_ids) if tag_ids is not None else torch.zeros_like(think)
+            sums = torch.stack([ce[think].sum(), think.sum(), ce[~think].sum(), (~think).sum(),
+                                ce[tag].sum(), tag.sum()]).to(torch.float32)
             self._span_sums = sums if self._span_sums is None else self._span_sums + sums
+
+        def _tag_ids(self, device: torch.device) -> torch.Tensor | None:
+            """The think tags' single ids (the collator's own tags), or None where a tag spans several tokens."""
+            if self._tags is None:
+                tags = getattr(self.data_collator, "think_tags", None)
+                single = tags is not None and tags.single_token
+                self._tags = torch.tensor([tags.open_id, tags.close_id]) if single else torch.empty(0, dtype=torch.long)
+            return self._tags.to(device) if self._tags.numel() else None
 
         def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
             if "loss" in logs and self._span_sums is not None and self._span_step == self.state.global_step - 1:
                 sums = self._span_sums
                 if self.accelerator.num_processes > 1:
                     sums = self.accelerator.reduce(sums, reduction="sum")
-                think_ce, think_n, answer_ce, answer_n = sums.tolist()
+                think_ce, think_n, answer_ce, answer_n, tags_ce, tags_n = sums.tolist()
                 if think_n:
                     logs["loss_think"] = think_ce / think_n
                 if answer_n:
                     logs["loss_answer"] = answer_ce / answer_n
+                if tags_n:
+                    logs["loss_tags"] = tags_ce / tags_n
             if "loss" in logs:
                 self._span_sums = None
             return super().log(logs, *args, **kwargs)

@@ -1,0 +1,69 @@
+"""`thinkplugin.eval_think`: `lf-think eval`'s metrics on held-out prompts every N optimizer steps, logged
+through the Trainer's own `log` (log history / trainer_state.json, TensorBoard, W&B) as `think_eval/...`.
+
+Rank 0 generates (greedy, the model switched to eval mode and back) while the other ranks wait at their
+next collective; the prompts are encoded with the run's LF template, as training encodes them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import TrainerCallback
+
+from .metrics import THINK, aggregate, classify
+
+# the scalars logged per mode (nested report keys flattened with "/")
+_LOGGED = ("well_formed", "status", "spelled_out_tags", "end_of_turn", "truncated", "reasoning_tokens", "answer_tokens")
+
+
+def flat_metrics(report: dict[str, dict[str, Any]], prefix: str = "think_eval") -> dict[str, float]:
+    """{think_eval/<mode>/<metric>[/<sub>]: value} for the numbers of an `aggregate` report (None left out)."""
+    out: dict[str, float] = {}
+    for mode, row in report.items():
+        for key in _LOGGED:
+            value = row.get(key)
+            items = value.items() if isinstance(value, dict) else [(None, value)]
+            for sub, v in items:
+                if isinstance(v, (int, float)):
+                    out["/".join(p for p in (prefix, mode, key, sub) if p)] = float(v)
+    return out
+
+
+class ThinkEvalCallback(TrainerCallback):
+    def __init__(self, spec: Any, template: str | None, model_dir: str, dataset_dir: str, eval_dataset: str | None) -> None:
+        self.spec, self.template, self.model_dir = spec, template, model_dir
+        self.dataset_dir, self.data = dataset_dir, spec.data or (eval_dataset or "").split(",")[0].strip()
+        self.trainer: Any = None  # bound by the run context once the trainer exists (its `log` is the sink)
+        self._prompts: Any = None
+        self._samples: list = []
+
+    def bind_trainer(self, trainer: Any) -> None:
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, model=None, processing_class=None, **kwargs):
+        if state.global_step % self.spec.every or not state.is_world_process_zero or self.trainer is None:
+            return
+        pending = control.should_log  # the Trainer's on_log clears it: this step's own loss log must still come
+        self.trainer.log(self.evaluate(model, processing_class))
+        control.should_log = self.trainer.control.should_log = pending
+
+    def evaluate(self, model: Any, processing_class: Any) -> dict[str, float]:
+        from .generate import TrainedWith, generate_hf, load_samples, prompter
+
+        tokenizer = getattr(processing_class, "tokenizer", processing_class)
+        if self._prompts is None:
+            self._samples = load_samples(self.data, self.dataset_dir, limit=self.spec.prompts)
+            self._prompts = prompter(tokenizer, self.model_dir, TrainedWith(template=self.template, source="this run"))
+        prompts, was_training = self._prompts, model.training
+        model.eval()
+        try:
+            outputs = []
+            for mode in self.spec.modes:
+                ids = [prompts.ids(s.messages, mode == THINK) for s in self._samples]
+                generated = generate_hf(model, tokenizer, ids, self.spec.max_new_tokens, set(prompts.markup.stop_ids))
+                outputs += [classify(g, tokenizer, prompts.markup, mode, self.spec.max_new_tokens, s.reference)
+                            for s, g in zip(self._samples, generated)]
+        finally:
+            model.train(was_training)
+        return flat_metrics(aggregate(outputs))
