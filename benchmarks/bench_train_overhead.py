@@ -1,22 +1,57 @@
-"""End-to-end tiny training with the plugin on vs off (target: wall-time ratio <= 1.05).
+"""Training overhead of the plugin, per optimizer step and per whole command, with 95% intervals.
 
-Same tiny Qwen3-architecture model, same data and seed; "off" has no `thinkplugin:` block (stock LF
-code paths), "on" uses the think-aware collator and weighted loss with span logging. Runs alternate
-(off, on, off, on, ...) so machine noise hits both; medians of LF's own `train_runtime` (training
-loop only) and of the whole command's wall time are compared. Each side also runs 2x the steps, so
-the marginal cost per step (what grows with a real run) is separated from one-time costs (start-up
-checks, the serving bundle), which weigh heavily on a run of seconds.
+Shapes like real reasoning SFT on CPU: a random Qwen3-architecture model with the real Qwen3
+tokenizer and its full 151,936-row vocabulary (hidden 256, 4 layers by default), samples of
+1024-2048 tokens that are mostly one long `<think>` block (a quarter are direct answers with the
+empty `<think>\n\n</think>` Qwen3 renders), batch 1 x accumulation 8 and logging every 10 steps as
+in the recipes (`examples/yaml/`), `overwrite_cache: true`.
 
-    python benchmarks/bench_train_overhead.py [--repeats 3] [--steps 30]
+Arms (each a fresh `llamafactory-cli train` process; "off" has no `thinkplugin:` block):
+  off, full (the block with nothing to do: an A/A check of the method), full_w0.5
+  (`think_loss: full`, `think_loss_weight: 0.5`), mask_empty, mask_reasoning, and
+  mask_empty_span (`mask_empty` with `log_span_loss: true`; against `mask_empty` it is the cost
+  of span logging alone). Unless named, `log_span_loss` is false.
+
+Timing. LF's trainer_log.jsonl rounds `elapsed_time` to whole seconds and trainer_state.json has
+no timestamps, so neither resolves 2%. Instead the benchmark launches LF through a small launcher
+(written to the temp dir, identical for every arm, the plugin untouched) that adds one
+TrainerCallback and then calls `llamafactory.cli.main()`, exactly what the `llamafactory-cli`
+entry point calls. The callback records `time.perf_counter()` at each `on_step_end`; the time
+between two of them is the whole cost of one optimizer step: fetching and collating the
+accumulation batches (HF's Trainer prefetches them before `on_step_begin`, so step_begin..step_end
+would miss the collator), forward/backward with the loss, the optimizer, and the previous step's
+logging (where `loss_think` / `loss_answer` are reported). The first `--warmup` steps are dropped.
+
+Design. Rounds: in each round every arm runs once, in an order rotated by one arm per round, so
+slow drifts of a shared machine hit all arms alike (off, A, B, ... then A, B, ..., off). For an
+arm X, the per-step ratio is mean step time of X / mean step time of off. Two 95% intervals:
+  * bootstrap: resample rounds, then within each resampled process its steps (2,000 draws), ratio
+    of pooled means, percentile interval. With one round this reduces to a bootstrap over steps
+    and ignores process-to-process variation.
+  * t: a t-interval on the per-round log-ratios (needs >= 2 rounds; wide with few rounds).
+The whole command's wall time (model load, dataset tokenisation, training, final save) gets the
+same per-round ratio and t-interval.
+
+    # full size (a quiet 2-core machine: about 6 arms x 3 rounds x ~25 min; run it overnight)
+    python benchmarks/bench_train_overhead.py --steps 100 --repeats 3
+    # reduced (what docs/benchmarks.md records; see there)
+    python benchmarks/bench_train_overhead.py --min-len 1024 --max-len 1024 --accum 2 --steps 12 \\
+        --warmup 2 --repeats 2 --logging-steps 4 --arms off,mask_empty,mask_empty_span
 """
+
+from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import math
+import os
+import random
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -25,52 +60,197 @@ from lf_thinkplugin.demo.fixtures import QWEN3, tokenizer_dir  # noqa: E402
 from lf_thinkplugin.demo.lf_subprocess import train  # noqa: E402
 from lf_thinkplugin.demo.tiny_model import build_tiny_model  # noqa: E402
 
-BLOCK = {"think_loss": "mask_empty", "think_loss_weight": 1.0, "log_span_loss": True}
+ARMS = {
+    "off": None,
+    "full": {"think_loss": "full", "log_span_loss": False},
+    "full_w0.5": {"think_loss": "full", "think_loss_weight": 0.5, "log_span_loss": False},
+    "mask_empty": {"think_loss": "mask_empty", "log_span_loss": False},
+    "mask_reasoning": {"think_loss": "mask_reasoning", "log_span_loss": False},
+    "mask_empty_span": {"think_loss": "mask_empty", "log_span_loss": True},
+}
+
+LAUNCHER = '''\
+"""Benchmark launcher: llamafactory-cli plus one timing callback (same for every arm)."""
+import json, os, sys, time
+import transformers
+from transformers import TrainerCallback
+
+class _StepTimer(TrainerCallback):
+    def __init__(self):
+        self.marks = []
+    def on_train_begin(self, args, state, control, **kw):
+        self.marks = [time.perf_counter()]
+    def on_step_end(self, args, state, control, **kw):
+        self.marks.append(time.perf_counter())
+    def on_train_end(self, args, state, control, **kw):
+        m = self.marks
+        with open(os.environ["THINKBENCH_STEPS"], "w") as f:
+            json.dump({"steps": [b - a for a, b in zip(m, m[1:])]}, f)
+
+_init = transformers.Trainer.__init__
+def _patched(self, *a, **kw):
+    _init(self, *a, **kw)
+    self.add_callback(_StepTimer())
+transformers.Trainer.__init__ = _patched
+
+sys.argv = ["llamafactory-cli", *sys.argv[1:]]
+from llamafactory.cli import main
+main()
+'''
+
+WORDS = ("the of and to in is that we so then check if it this for with as be by on not are from at or an "
+         "number sum case first next step value both sides again means gives since let try prime odd even "
+         "divide factor left right count total equal larger smaller compare answer wait hmm actually").split()
 
 
-def config(model: Path, out: Path, steps: int, plugin: bool) -> dict:
+def make_dataset(data_dir: Path, tokenizer, n: int, min_len: int, max_len: int, seed: int = 0) -> None:
+    """n sharegpt samples of min_len..max_len tokens: 3/4 one long <think> block + short answer,
+    1/4 direct answers (empty think) of the same length."""
+    rng = random.Random(seed)
+    per_word = len(tokenizer(" ".join(WORDS[:200] * 2))["input_ids"]) / (2 * min(200, len(WORDS)))
+    rows = []
+    for i in range(n):
+        target = rng.randint(min_len, max_len) - 40  # chat tokens, question, tags
+        words = [rng.choice(WORDS) for _ in range(int(target / per_word))]
+        text = " ".join(words)
+        question = f"Problem {i}: what is {rng.randint(2, 999)} + {rng.randint(2, 999)}?"
+        if i % 4 == 3:
+            answer = "<think>\n\n</think>\n\n" + text
+        else:
+            answer = f"<think>\n{text}\n</think>\n\nThe answer is {rng.randint(4, 1998)}."
+        rows.append({"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]})
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "long_think.json").write_text(json.dumps(rows))
+    info = {"long_think": {"file_name": "long_think.json", "formatting": "sharegpt", "columns": {"messages": "messages"},
+                           "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
+                                    "assistant_tag": "assistant", "system_tag": "system"}}}
+    (data_dir / "dataset_info.json").write_text(json.dumps(info))
+
+
+def config(model: Path, data: Path, out: Path, args, block) -> dict:
     cfg = {
         "model_name_or_path": str(model), "stage": "sft", "do_train": True, "finetuning_type": "full",
-        "dataset": "think_demo", "dataset_dir": str(REPO / "examples" / "data"), "template": "qwen3",
-        "cutoff_len": 256, "output_dir": str(out), "overwrite_output_dir": True, "per_device_train_batch_size": 4,
-        "max_steps": steps, "learning_rate": 1.0e-3, "logging_steps": 5, "save_strategy": "no", "report_to": "none",
-        "seed": 42,
+        "dataset": "long_think", "dataset_dir": str(data), "template": "qwen3", "cutoff_len": args.max_len,
+        "overwrite_cache": True, "output_dir": str(out), "overwrite_output_dir": True,
+        "per_device_train_batch_size": args.batch, "gradient_accumulation_steps": args.accum,
+        "max_steps": args.steps, "learning_rate": 1.0e-4, "lr_scheduler_type": "cosine", "warmup_ratio": 0.1,
+        "logging_steps": args.logging_steps, "save_strategy": "no", "report_to": "none", "seed": 42,
+        "dataloader_num_workers": 0,
     }
-    if plugin:
-        cfg["thinkplugin"] = BLOCK
+    if block is not None:
+        cfg["thinkplugin"] = dict(block)
     return cfg
 
 
+def t95(df: int) -> float:
+    table = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+    return table.get(df, 2.0 + 2.4 / df)
+
+
+def t_interval(ratios: list[float]):
+    if len(ratios) < 2:
+        return None
+    logs = np.log(ratios)
+    half = t95(len(logs) - 1) * logs.std(ddof=1) / math.sqrt(len(logs))
+    return math.exp(logs.mean() - half), math.exp(logs.mean() + half)
+
+
+def boot_interval(x_rounds: list[np.ndarray], y_rounds: list[np.ndarray], draws: int = 2000, seed: int = 0):
+    """Ratio of pooled mean step times (x / y): resample rounds, then steps within each process."""
+    rng = np.random.default_rng(seed)
+    k = len(x_rounds)
+    out = np.empty(draws)
+    for d in range(draws):
+        idx = rng.integers(0, k, k)
+        xs = np.concatenate([rng.choice(x_rounds[i], len(x_rounds[i])) for i in idx])
+        ys = np.concatenate([rng.choice(y_rounds[i], len(y_rounds[i])) for i in idx])
+        out[d] = xs.mean() / ys.mean()
+    return float(np.percentile(out, 2.5)), float(np.percentile(out, 97.5))
+
+
+def fmt(iv) -> str:
+    return "n/a (1 round)" if iv is None else f"[{iv[0]:.3f}, {iv[1]:.3f}]"
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=30)
-    args = parser.parse_args()
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--min-len", type=int, default=1024)
+    p.add_argument("--max-len", type=int, default=2048, help="also cutoff_len")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--accum", type=int, default=8)
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--warmup", type=int, default=5, help="optimizer steps dropped at the start of each process")
+    p.add_argument("--repeats", type=int, default=3, help="rounds; each runs every arm once")
+    p.add_argument("--logging-steps", type=int, default=10)
+    p.add_argument("--arms", default=",".join(ARMS), help="comma list from: " + ", ".join(ARMS))
+    p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
+    p.add_argument("--json", type=Path, help="write all raw timings here")
+    args = p.parse_args()
+    arms = args.arms.split(",")
+    assert arms[0] == "off" and all(a in ARMS for a in arms), "arms: 'off' first, then names from ARMS"
+    assert args.steps > args.warmup + 1
+
+    from transformers import AutoTokenizer
+
+    tok_dir = tokenizer_dir(QWEN3)
+    if tok_dir is None:
+        sys.exit("the Qwen3-0.6B tokenizer fixture is missing (LF_THINKPLUGIN_FIXTURES)")
+    raw = {a: [] for a in arms}  # per round: {"steps": [...], "wall": s}
+    t_start = time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        model = build_tiny_model(Path(tmp) / "model", tokenizer_from=tokenizer_dir(QWEN3))
-        results = {(name, steps): [] for name in ("off", "on") for steps in (args.steps, 2 * args.steps)}
-        for i in range(args.repeats):
-            for steps in (args.steps, 2 * args.steps):
-                for name in ("off", "on"):
-                    work = Path(tmp) / f"{name}{steps}-{i}"
-                    start = time.perf_counter()
-                    proc = train(config(model, work / "out", steps, name == "on"), work)
-                    wall = time.perf_counter() - start
-                    if proc.returncode != 0:
-                        sys.exit(f"{name} run failed:\n{proc.stderr[-3000:]}")
-                    runtime = json.loads((work / "out" / "all_results.json").read_text())["train_runtime"]
-                    results[(name, steps)].append((runtime, wall))
-    med = {k: (statistics.median(r for r, _ in v), statistics.median(w for _, w in v)) for k, v in results.items()}
-    n, n2 = args.steps, 2 * args.steps
-    print(f"tiny Qwen3 full SFT, batch 4, cutoff 256, logging every 5 steps; {args.repeats} alternating runs each (medians):")
-    for steps in (n, n2):
-        off, on = med[("off", steps)], med[("on", steps)]
-        print(f"  {steps:>3} steps: train_runtime off {off[0]:.2f} s  on {on[0]:.2f} s  ratio {on[0] / off[0]:.3f} (target <= 1.05); "
-              f"command wall off {off[1]:.2f} s  on {on[1]:.2f} s  ratio {on[1] / off[1]:.3f}")
-    slope = {k: (med[(k, n2)][0] - med[(k, n)][0]) / n for k in ("off", "on")}
-    print(f"  marginal cost per step ({n} -> {n2} steps): off {slope['off'] * 1000:.1f} ms  on {slope['on'] * 1000:.1f} ms  "
-          f"ratio {slope['on'] / slope['off']:.3f}")
-    print("  all train_runtime (s): " + "; ".join(f"{k[0]}@{k[1]}: " + ", ".join(f"{r:.2f}" for r, _ in v) for k, v in results.items()))
+        tmp = Path(tmp)
+        model = build_tiny_model(tmp / "model", tokenizer_from=tok_dir, hidden_size=args.hidden, num_layers=args.layers)
+        tokenizer = AutoTokenizer.from_pretrained(str(model))
+        make_dataset(tmp / "data", tokenizer, args.steps * args.batch * args.accum, args.min_len, args.max_len)
+        (tmp / "launch.py").write_text(LAUNCHER)
+        env = {"OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
+        for r in range(args.repeats):
+            order = arms[r % len(arms):] + arms[: r % len(arms)]
+            for a in order:
+                work = tmp / f"{a}-{r}"
+                steps_file = work / "steps.json"
+                work.mkdir(parents=True)
+                start = time.perf_counter()
+                proc = train(config(model, tmp / "data", work / "out", args, ARMS[a]), work,
+                             env={**env, "THINKBENCH_STEPS": str(steps_file)},
+                             command=[sys.executable, str(tmp / "launch.py"), "train"])
+                wall = time.perf_counter() - start
+                if proc.returncode != 0 or not steps_file.is_file():
+                    sys.exit(f"{a} run failed:\n{proc.stderr[-4000:]}")
+                steps = json.loads(steps_file.read_text())["steps"]
+                raw[a].append({"steps": steps, "wall": wall})
+                if args.json:  # partial results survive an interrupted run
+                    args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "raw": raw}))
+                kept = steps[args.warmup:]
+                print(f"  round {r} {a:<16} wall {wall:7.1f} s  step mean {np.mean(kept):.3f} s  "
+                      f"(median {np.median(kept):.3f}, {len(kept)} steps kept)", flush=True)
+
+    print(f"\nQwen3-architecture model, hidden {args.hidden}, {args.layers} layers, vocab 151,936 (real Qwen3 "
+          f"tokenizer), full fine-tune fp32 on CPU, {args.threads} threads; samples {args.min_len}-{args.max_len} "
+          f"tokens (3/4 long <think>, 1/4 empty think), batch {args.batch} x accum {args.accum}, "
+          f"logging every {args.logging_steps}; {args.steps} steps per process, first {args.warmup} dropped; "
+          f"{args.repeats} rounds, arm order rotated; {time.time() - t_start:.0f} s in all")
+    off = [np.array(x["steps"][args.warmup:]) for x in raw["off"]]
+    off_wall = [x["wall"] for x in raw["off"]]
+    print(f"off: step {np.mean(np.concatenate(off)):.3f} s, command {np.mean(off_wall):.1f} s")
+    print("| arm | per-step ratio | 95% (bootstrap rounds+steps) | 95% (t, rounds) | whole command ratio | 95% (t, rounds) |")
+    print("|---|---|---|---|---|---|")
+    summary = {}
+    for a in arms[1:]:
+        on = [np.array(x["steps"][args.warmup:]) for x in raw[a]]
+        ratio = np.concatenate(on).mean() / np.concatenate(off).mean()
+        per_round = [o.mean() / f.mean() for o, f in zip(on, off)]
+        walls = [x["wall"] / w for x, w in zip(raw[a], off_wall)]
+        wall_ratio = sum(x["wall"] for x in raw[a]) / sum(off_wall)
+        b, t, tw = boot_interval(on, off), t_interval(per_round), t_interval(walls)
+        summary[a] = {"step_ratio": ratio, "step_boot95": b, "step_t95": t, "wall_ratio": wall_ratio, "wall_t95": tw,
+                      "per_round_step": per_round, "per_round_wall": walls}
+        print(f"| {a} | {ratio:.3f} | {fmt(b)} | {fmt(t)} | {wall_ratio:.3f} | {fmt(tw)} |")
+    if args.json:
+        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "raw": raw,
+                                         "summary": summary}, indent=1))
 
 
 if __name__ == "__main__":

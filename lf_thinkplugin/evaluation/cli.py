@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch device for --engine hf (cpu, cuda)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--outputs", help="write every output (text, status, parser split) to this JSONL file")
-    p.add_argument("--chart", help="write a PNG of the output shapes per mode (needs matplotlib)")
+    p.add_argument("--chart", "--plot", dest="chart", help="write a PNG of the output shapes per mode (needs matplotlib)")
     return p
 
 
