@@ -6,7 +6,9 @@ cycled to --prompts) in think mode. Plain: `apply_chat_template` + left-padded b
 `model.generate` + `decode`. Eval: the eval's prompt rendering, `generate_hf` and `classify` of every
 output + `aggregate`. Both use the same loaded model and produce the same ids (checked); rounds
 alternate. Prints the median seconds of each, the ratio (target <= 1.05) and the classification cost
-per output.
+per output. Then the cost of one `thinkplugin.eval_think` evaluation (its callback's `evaluate`, --prompts
+prompts, think mode) against one training step of the same model (batch 2 x 256 tokens, forward +
+backward + AdamW step), both medians over the rounds.
 
     python benchmarks/bench_eval.py [--prompts 16] [--max-new-tokens 64] [--batch-size 8] [--rounds 5]
 """
@@ -98,6 +100,31 @@ def main() -> int:
           f"torch threads {torch.get_num_threads()}")
     print(f"plain HF generate: {p:.3f} s   eval pipeline: {e:.3f} s   ratio {e / p:.3f} (target <= 1.05)")
     print(f"classification: {per_output:.2f} ms per output")
+
+    from lf_thinkplugin.evaluation.callback import ThinkEvalCallback
+    from lf_thinkplugin.options import EvalThinkSpec
+
+    spec = EvalThinkSpec(every=1, prompts=args.prompts, max_new_tokens=args.max_new_tokens, data="think_demo")
+    callback = ThinkEvalCallback(spec, None, model_dir, str(REPO / "examples" / "data"), None)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    batch = torch.randint(0, len(tok), (2, 256))
+
+    def train_step() -> None:
+        model.train()
+        model(input_ids=batch, labels=batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    callback.evaluate(model, tok)  # warm-up: prompts loaded and encoded once per run
+    costs = {"eval_think": [], "train step": []}
+    for _ in range(args.rounds):
+        for name, fn in (("eval_think", lambda: callback.evaluate(model, tok)), ("train step", train_step)):
+            t0 = time.perf_counter()
+            fn()
+            costs[name].append(time.perf_counter() - t0)
+    ev, st = statistics.median(costs["eval_think"]), statistics.median(costs["train step"])
+    print(f"eval_think evaluation ({args.prompts} prompts x {args.max_new_tokens} tokens): {ev:.3f} s = {ev / st:.1f} "
+          f"training steps of batch 2 x 256 ({st:.3f} s)")
     return 0
 
 
