@@ -29,6 +29,12 @@ EXPECTED = {
 SCALED_DOWN = ("max_steps=2", "logging_steps=1", "save_steps=100", "bf16=false")
 
 
+def shipped(recipe: str, key: str) -> str:
+    """A top-level value of the recipe as shipped."""
+    return next(line.split(":", 1)[1].strip() for line in (RECIPES / f"{recipe}.yaml").read_text().splitlines()
+                if line.startswith(f"{key}:"))
+
+
 def lf_think(args, workspace, env):
     return subprocess.run([str(BIN / "lf-think"), *args], cwd=workspace, capture_output=True, text=True,
                           env={**os.environ, **env}, stdin=subprocess.DEVNULL)
@@ -60,9 +66,7 @@ def test_recipe_passes_check(recipe, workspace, hub_env):
     report = check_recipe(recipe, workspace, hub_env)
     assert "data: 8 samples after preprocessing" in report
     model = {"demo_tiny": "saves/tiny-qwen3"}.get(recipe)
-    shipped = next(line.split(":", 1)[1].strip() for line in (RECIPES / f"{recipe}.yaml").read_text().splitlines()
-                   if line.startswith("model_name_or_path:"))
-    assert f"model: {model or shipped} (tokenizer only;" in report
+    assert f"model: {model or shipped(recipe, 'model_name_or_path')} (tokenizer only;" in report
 
 
 def test_hub_id_missing_from_the_offline_cache_is_refused(workspace, hub_env, tmp_path):
@@ -99,16 +103,11 @@ def test_demo_recipe_trains(tmp_path):
 ZERO3_RUN = (("ddp_backend=gloo",), {"FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2"})
 
 
-def shipped_output_dir(recipe: str) -> str:
-    return next(line.split(":", 1)[1].strip() for line in (RECIPES / f"{recipe}.yaml").read_text().splitlines()
-                if line.startswith("output_dir:"))
-
-
 def train_shipped(recipe, workspace, hub_env, extra=(), env=None):
     proc = train(workspace / "examples" / "yaml" / f"{recipe}.yaml", workspace, cli_overrides=(*SCALED_DOWN, *extra),
                  env={**hub_env, **(env or {})})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    out = workspace / shipped_output_dir(recipe)
+    out = workspace / shipped(recipe, "output_dir")
     steps = [r for r in log_history(out) if "loss" in r]
     assert len(steps) == 2
     assert (out / "thinkplugin_args.yaml").is_file()

@@ -173,12 +173,13 @@ RAY_REFUSAL = (
 
 def begin_run(block: Any, lf_args: dict[str, Any], from_cli: bool) -> Any:
     """Create the run's context from its block (editing `lf_args` in place) and bind it to LF's run."""
-    from llamafactory.extras.misc import is_env_enabled, use_ray
+    from llamafactory.extras.misc import use_ray
 
     from .context import RunContext
 
     end_run()
-    keys = None if is_env_enabled("ALLOW_EXTRA_ARGS") else lf_argument_names()  # LF's own switch: LF ignores extras then
+    # LF's keys are always checked in a plugin run: under ALLOW_EXTRA_ARGS LF would silently drop a typo
+    keys = lf_argument_names()
     try:
         if use_ray():  # before any work: no options parsed, no model, no ray.init, no output_dir
             raise OptionsError(RAY_REFUSAL)
