@@ -82,6 +82,11 @@ class ThinkPluginOptions(_Strict):
     think_loss_weight: float = Field(default=1.0, ge=0.0, le=1.0, description="loss weight of reasoning tokens (answers: 1)")
     log_span_loss: bool = Field(default=True, description="log `loss_think` / `loss_answer` / `loss_tags` on logging steps")
     # reasoning data (data/)
+    expand_turns: bool = Field(
+        default=False,
+        description="a conversation with N assistant turns becomes N samples, each ending at its turn with the context "
+        "the template shows at inference (sets LF's `mask_history`), so every turn trains where history reasoning is dropped",
+    )
     on_malformed: Literal["error", "warn", "skip"] = Field(
         default="warn", description="what to do with samples whose think tags are malformed"
     )
@@ -227,7 +232,7 @@ def check_against_lf(opts: ThinkPluginOptions, lf_args: dict[str, Any], lf_keys:
         problems.append(f"`stage: ppo` is not supported by lf-thinkplugin (its value head and reward model are outside "
                         f"what the plugin hooks); drop `{BLOCK}:` or use stage sft / pt / dpo / kto / rm")
     if stage != "sft":
-        sft_only = [k for k in ("train_new_tokens_only", "unfreeze", "log_span_loss", "eval_think") if k in opts.model_fields_set
+        sft_only = [k for k in ("train_new_tokens_only", "unfreeze", "log_span_loss", "eval_think", "expand_turns") if k in opts.model_fields_set
                     and getattr(opts, k)]
         for key in sft_only:
             problems.append(f"`{BLOCK}.{key}` acts through the SFT trainer and collator, and stage {stage} uses LF's "
@@ -250,6 +255,9 @@ def check_against_lf(opts: ThinkPluginOptions, lf_args: dict[str, Any], lf_keys:
         if zero_stage(lf_args) == 3 or lf_args.get("fsdp") or _env_on("ACCELERATE_USE_FSDP"):
             problems.append(f"`{BLOCK}.eval_think` generates on rank 0 alone, which sharded weights (ZeRO-3, FSDP) "
                             "cannot do; run `lf-think eval` on the saved checkpoints instead")
+    if opts.expand_turns and lf_args.get("mask_history") is False:
+        problems.append(f"`{BLOCK}.expand_turns` trains each sample's last turn only (LF's `mask_history: true`); "
+                        "drop `mask_history: false`")
     if opts.token_init and (lf_args.get("fsdp") or _env_on("ACCELERATE_USE_FSDP")):
         problems.append(f"`{BLOCK}.token_init` under FSDP is not supported: writing rows into FSDP-sharded embeddings "
                         "is not verified; initialise the tokens in a run without FSDP (or with DeepSpeed ZeRO-3)")

@@ -66,6 +66,8 @@ class RunContext:
             )
         elif opts.template is not None:
             lf_args["template"] = opts.template
+        if opts.expand_turns:
+            lf_args["mask_history"] = True  # each expanded sample trains its last turn only
         if opts.token_init:
             from ..tokens.token_init import prepare_lf_args
 
@@ -117,7 +119,12 @@ class RunContext:
         from ..data.malformed import report_malformed
 
         with self.refusals():
-            return report_malformed(dataset, dataset_attr.dataset_name, data_args.template, self.options.on_malformed)
+            dataset = report_malformed(dataset, dataset_attr.dataset_name, data_args.template, self.options.on_malformed)
+            if self.options.expand_turns:
+                from ..data.expand import expand_turns
+
+                dataset = expand_turns(dataset, dataset_attr.dataset_name)
+            return dataset
 
     def tokenizer(self, tokenizer: Any, model_args: Any) -> Any:
         from ..loading.tokenizer import fix_lf_tokenizer

@@ -75,7 +75,7 @@ def template_tags(template_name: str | None) -> tuple[str, str, bool]:
     from llamafactory.data.template import TEMPLATES
 
     template = TEMPLATES.get(template_name or "")
-    if template is None:
+    if template is None or hasattr(template, "encoder"):  # unknown, or `native`: the data's inline `<think>` tags
         return OPEN, CLOSE, False
     open_tag, close_tag = (w.strip() for w in template.thought_words)
     prompt = "".join(s for s in template.format_user.apply(content="") if isinstance(s, str))

@@ -66,8 +66,9 @@ def _setup(name: str, scanner: Any, enable_thinking: bool | None) -> tuple[Any, 
 def _jinja(name: str, template: Any, view: Any, scanner: Any) -> str:
     from ..templates import NAMES, jinja_text
 
-    if name in NAMES:
-        return jinja_text(template.jinja_file)
+    if name in NAMES:  # the plugin's: the Jinja it trains to (`native`: the model's own, verbatim)
+        return getattr(template, "_get_jinja_template")(view) if not hasattr(template, "jinja_file") else \
+            jinja_text(template.jinja_file)
     if scanner.tokenizer.chat_template and scanner.check(name, stop_at_first_failure=True).ok:
         return scanner.tokenizer.chat_template
     try:
@@ -97,6 +98,13 @@ def build_bundle(name: str, tokenizer: Any, enable_thinking: bool | None = True,
     rendered = copy.copy(tokenizer)  # a shallow copy: only its chat_template differs
     rendered.chat_template = jinja
     parity = Scanner(rendered, enable_thinking, facts=scanner.facts).check(name)
+    if name == "native":  # the model's own Jinja; Ollama / LMDeploy cannot express it: said in SERVING.md
+        from .serving import native_serving_md
+
+        summary = f"parity with LF's training encoder on {parity.passed}/{parity.total} probes"
+        style = template.encoder(view).style.describe()
+        files = {"chat_template.jinja": jinja, "SERVING.md": native_serving_md(style, summary)}
+        return Bundle(name, files, parity, None, [], *adds_bos(tokenizer))
     try:
         fmt = chat_format(name, template, view)
     except FormatError as err:

@@ -82,3 +82,34 @@ def serving_md(fmt: ChatFormat, parity: str, lmdeploy_limits: list[str], num_ctx
     else:
         lines.append("`lmdeploy_chat_template.json` expresses this template fully.")
     return "\n".join(lines) + "\n"
+
+
+def native_serving_md(style: dict, parity: str) -> str:
+    """SERVING.md for `template: native`: the model's own Jinja is the only faithful form."""
+    switch = style.get("switch", "none")
+    lines = [
+        "# Serving a model trained with template `native` (the model's own chat template)",
+        "",
+        "Training rendered every sample with this model's own chat template, so `chat_template.jinja` here is",
+        f"that template, verbatim. Rendered by transformers' `apply_chat_template` (what vLLM does): {parity}.",
+        "",
+        "## vLLM",
+        "",
+        "```",
+        "vllm serve MODEL_DIR --chat-template chat_template.jinja",
+        "```",
+    ]
+    if switch != "none":
+        lines += ["", f"Thinking switch: pass `\"chat_template_kwargs\": {{\"{switch}\": false}}` in a request to turn it off."]
+    lines += [
+        "",
+        "## Ollama and LMDeploy: not written",
+        "",
+        "No `Modelfile` or `lmdeploy_chat_template.json` is written for `native`: a Go template or LMDeploy's",
+        "role-prefix JSON cannot express a Jinja chat template in general (its history rule, tool-call layout and",
+        f"thinking switch; here: reasoning {style.get('reasoning')}, switch {switch}, last-turn reasoning "
+        f"{style.get('last-turn reasoning')}), and a near-miss would serve other tokens than were trained.",
+        "Serve with an engine that renders the Jinja itself (vLLM, SGLang, transformers), or train with a named",
+        "template that `lf-think export` can write for Ollama / LMDeploy (`lf-think doctor` lists those with parity).",
+    ]
+    return "\n".join(lines) + "\n"

@@ -6,6 +6,7 @@
 | `qwen3_think_keep_history` | Qwen3, deliberately | every turn keeps and trains its reasoning (not what Qwen3's template renders) |
 | `r1_distill_qwen` | DeepSeek-R1-Distill-Qwen | BOS once, generation prompt `<｜Assistant｜><think>\\n`, `<｜end▁of▁sentence｜>` after each answer |
 | `deepseek_r1` | DeepSeek-R1 (V3 vocabulary) | the same chat format as `r1_distill_qwen` |
+| `native` | any model with a chat template | the model's own chat template renders every turn (native.py): tool calls, switch, history rule |
 
 The Jinja files beside this module are the chat templates each plugin template trains to (the
 official ones, verbatim, where one exists); `jinja_text(name)` reads them.
@@ -35,6 +36,7 @@ PLUGIN_TEMPLATES: tuple[PluginTemplate, ...] = (
     PluginTemplate("qwen3_think_keep_history", "Qwen3, history reasoning kept", ()),
     PluginTemplate("r1_distill_qwen", "DeepSeek-R1-Distill-Qwen", ("qwen2",)),
     PluginTemplate("deepseek_r1", "DeepSeek-R1 (V3 vocabulary)", ("deepseek_v3",)),
+    PluginTemplate("native", "any chat template (the model's own)", ()),
 )
 NAMES: tuple[str, ...] = tuple(t.name for t in PLUGIN_TEMPLATES)
 
@@ -59,6 +61,7 @@ def _specs() -> dict[str, dict]:
 
     from .encoders import (
         DeepSeekR1Template,
+        NativeTemplate,
         Qwen3KeepHistoryTemplate,
         Qwen3ThinkTemplate,
     )
@@ -92,6 +95,9 @@ def _specs() -> dict[str, dict]:
         "qwen3_think_keep_history": qwen3(Qwen3KeepHistoryTemplate),
         "r1_distill_qwen": deepseek_r1(),
         "deepseek_r1": deepseek_r1(),
+        # the slots are unused: the tokenizer's chat template renders (only LF's plumbing reads them)
+        "native": {"format_user": StringFormatter(slots=["{{content}}"]), "replace_jinja_template": False,
+                   "template_class": NativeTemplate},
     }
 
 
@@ -99,7 +105,7 @@ def register_templates() -> list[str]:
     """Register the plugin's templates in LF's TEMPLATES; idempotent. Returns the plugin's names there."""
     from llamafactory.data.template import TEMPLATES, register_template
 
-    from .encoders import OfficialThinkTemplate
+    from .encoders import NativeTemplate, OfficialThinkTemplate
 
     with _lock:
         names = []
@@ -107,7 +113,7 @@ def register_templates() -> list[str]:
             existing = TEMPLATES.get(name)
             if existing is None:
                 register_template(name=name, **kwargs)
-            elif not isinstance(existing, OfficialThinkTemplate):  # someone else's: never overwrite
+            elif not isinstance(existing, (OfficialThinkTemplate, NativeTemplate)):  # someone else's: never overwrite
                 logger.warning("LF template `%s` exists and is not the plugin's; the plugin's is not registered", name)
                 continue
             names.append(name)

@@ -16,7 +16,8 @@ nothing is broken, 1 otherwise, 2 for bad input.
 Choice among templates with parity (they encode every probe identically, so any is correct):
 the plugin's templates first (made for these official templates, and they keep parity under every
 `enable_thinking` mode), preferring one made for the model's config.json `model_type`; then LF's
-text-only templates before multimodal ones; then by name.
+text-only templates before multimodal ones; then by name; `native` (the model's own chat template, for
+any family: native.py) last, so it is chosen where no registered template has full parity.
 """
 
 from __future__ import annotations
@@ -167,6 +168,8 @@ def choose(results: Sequence[Any], model_type: str | None) -> str | None:
     made_for = {t.name for t in PLUGIN_TEMPLATES if model_type in t.model_types}
 
     def key(name: str) -> tuple:
+        if name == "native":  # the model's own template: where no registered template has full parity
+            return (2, False, 0, name)
         if name in plugin_order:
             return (0, name not in made_for, plugin_order[name], name)
         multimodal = type(TEMPLATES[name].mm_plugin).__name__ != "BasePlugin"

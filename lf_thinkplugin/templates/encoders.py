@@ -25,6 +25,8 @@ from .reasoning import split_reasoning, strip_reasoning
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizer
 
+    from .native import NativeEncoder
+
 
 @dataclass
 class OfficialThinkTemplate(ReasoningTemplate):
@@ -182,3 +184,93 @@ class DeepSeekR1Template(OfficialThinkTemplate):
     @override
     def render_history(self, content: str) -> str:
         return content.split("</think>")[-1] if "</think>" in content else content
+
+
+@dataclass
+class NativeTemplate(ReasoningTemplate):
+    """`template: native`: every turn rendered by the tokenizer's own chat template (templates/native.py).
+
+    LF's formatter slots are unused; `thought_words` become the markup the chat template puts around
+    reasoning once LF fixes the template to its tokenizer, so think_loss and span logging find spans
+    for any family (`<seed:think>`, gpt-oss's analysis channel, ...). A turn the template cannot
+    reproduce as generated stays context (no loss) and is logged, never trained with a wrong label.
+    """
+
+    _encoders: ClassVar[dict] = {}  # (id(tokenizer), chat_template) -> NativeEncoder: analysis once per process
+    _reported: ClassVar[dict] = {}  # why -> count of untrained turns logged
+
+    def encoder(self, tokenizer: PreTrainedTokenizer) -> "NativeEncoder":
+        from .native import NativeEncoder
+
+        key = (id(tokenizer), tokenizer.chat_template)
+        found = self._encoders.get(key)
+        if found is None or found.tokenizer is not tokenizer:
+            found = self._encoders[key] = NativeEncoder(tokenizer, stop_ids=_generation_stop_ids(tokenizer))
+        return found
+
+    @override
+    def fix_special_tokens(self, tokenizer: PreTrainedTokenizer) -> None:
+        super().fix_special_tokens(tokenizer)  # only a pad token where there is none: no stop words, EOS kept
+        markup = self.encoder(tokenizer).style.markup
+        if markup:
+            self.thought_words = markup
+
+    @override
+    def fix_jinja_template(self, tokenizer: PreTrainedTokenizer) -> None:
+        self.encoder(tokenizer)  # a tokenizer without a chat template fails here, with the fix in the message
+
+    @override
+    def _get_jinja_template(self, tokenizer: PreTrainedTokenizer) -> str:
+        return tokenizer.chat_template
+
+    @override
+    def encode_multiturn(
+        self,
+        tokenizer: PreTrainedTokenizer,
+        messages: list[dict[str, str]],
+        system: str | None = None,
+        tools: str | None = None,
+        discarding_history_cot: bool = False,  # the template's own history rule applies
+    ) -> list[tuple[list[int], list[int]]]:
+        encoded = self.encoder(tokenizer).encode(messages, system or self.default_system or None, tools, self.enable_thinking)
+        last = max((i for i, m in enumerate(messages) if m["role"] in (Role.ASSISTANT, Role.FUNCTION)), default=-1)
+        for index, why in encoded.untrained:
+            if index == last:  # an earlier turn left as context is the template's history rule, by design
+                self._report(why, messages)
+        return encoded.pairs()
+
+    @override
+    def encode_oneturn(
+        self,
+        tokenizer: PreTrainedTokenizer,
+        messages: list[dict[str, str]],
+        system: str | None = None,
+        tools: str | None = None,
+    ) -> tuple[list[int], list[int]]:
+        pairs = self.encode_multiturn(tokenizer, messages, system, tools)
+        prompt = [t for source, target in pairs[:-1] for t in source + target] + pairs[-1][0]
+        return prompt, pairs[-1][1]
+
+    def _report(self, why: str, messages: list[dict[str, str]]) -> None:
+        import logging
+
+        count = self._reported[why] = self._reported.get(why, 0) + 1
+        if count <= 3 or count & (count - 1) == 0:  # the first few, then at powers of two
+            first = next((m["content"] for m in messages if m["role"] == Role.USER), "")[:60]
+            logging.getLogger("lf_thinkplugin").warning(
+                "[lf_thinkplugin] template native: the last assistant turn of a sample (first user message %r) is not "
+                "trained: %s (%d such samples so far). Check it with `lf-think doctor`; `thinkplugin.expand_turns` or "
+                "another template may fit.", first, why, count)
+
+
+def _generation_stop_ids(tokenizer: PreTrainedTokenizer) -> list[int]:
+    """generation_config.json's eos ids beside the tokenizer (GLM: `<|user|>`, gpt-oss: `<|return|>`, `<|call|>`)."""
+    import json
+    from pathlib import Path
+
+    path = Path(str(getattr(tokenizer, "name_or_path", ""))) / "generation_config.json"
+    try:
+        eos = json.loads(path.read_text(encoding="utf-8")).get("eos_token_id") if path.is_file() else None
+    except (OSError, ValueError):
+        return []
+    return [int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None]

@@ -219,6 +219,7 @@ class OfficialReference:
         self.tokenizer = tokenizer
         self.enable_thinking = enable_thinking
         self._cache: dict[str, list[Expected]] = {}
+        self._native: NativeReference | None = None
 
     def _render(self, conversation: list[dict[str, str]], generation: bool, thinking: bool) -> tuple[str, list[int]]:
         tok = self.tokenizer
@@ -234,6 +235,8 @@ class OfficialReference:
         return self._cache[probe.name]
 
     def _turns(self, probe: Probe) -> list[Expected]:
+        if probe.tools or any(m["role"] in ("function", "observation") for m in probe.messages):
+            return self._tool_turns(probe)
         messages = [dict(m) for m in probe.messages]
         if self.enable_thinking is False:  # a non-thinking run drops the data's reasoning everywhere
             messages = [dict(m, content=strip_reasoning(m["content"])) if m["role"] == "assistant" else m for m in messages]
@@ -250,6 +253,92 @@ class OfficialReference:
             response_ids = None if response_text is None else self.tokenizer.encode(response_text, add_special_tokens=False)
             expected.append(Expected(prompt_ids, response_ids, prompt_text, response_text))
         return expected
+
+    def _tool_turns(self, probe: Probe) -> list[Expected]:
+        """Tool-call probes: the conversation as the template's own messages (tool_calls, tool role, tools)."""
+        if self._native is None:
+            self._native = NativeReference(self.tokenizer, self.enable_thinking)
+        return self._native.turns(probe)
+
+
+class NativeReference:
+    """The official side for `template: native`: probes mapped to the template's own message fields and switch.
+
+    Each assistant turn's expectation: ids(apply_chat_template(turns before, add_generation_prompt=True)) and
+    ids(the rest of the rendering with the turn last), or DeepSeek's output rule where the template cannot
+    render the turn's reasoning (native.py). A trained span must match the expectation of some turn.
+    """
+
+    def __init__(self, tokenizer: Any, enable_thinking: bool | None = True) -> None:
+        from .native import NativeEncoder
+
+        self.tokenizer = tokenizer
+        self.enable_thinking = enable_thinking
+        self.encoder = NativeEncoder(tokenizer)
+        self._cache: dict[str, list[Expected]] = {}
+
+    def turns(self, probe: Probe) -> list[Expected]:
+        if probe.name not in self._cache:
+            self._cache[probe.name] = self._turns(probe)
+        return self._cache[probe.name]
+
+    def _turns(self, probe: Probe) -> list[Expected]:
+        from .native import render, to_messages
+        from .reasoning import split_reasoning
+
+        from .native import _tools
+
+        enc, tok = self.encoder, self.tokenizer
+        tools = _tools(probe.tools)
+        lf = [dict(m) for m in probe.messages]
+        thinking = enc.thinking(lf, self.enable_thinking)
+        kw = enc.kwargs(thinking)
+        messages = to_messages(lf, probe.system, enc.style, thinking)
+        offset = len(messages) - len(lf)
+        expected = []
+        for i, message in enumerate(lf):
+            if message["role"] not in ("assistant", "function"):
+                continue
+            prompt = render(tok, messages[: offset + i], True, tools, enc.chat_template, **kw)
+            full = render(tok, messages[: offset + i + 1], False, tools, enc.chat_template, **kw)
+            rest = full[len(prompt):] if full.startswith(prompt) else None
+            if rest is None and i == len(lf) - 1:  # gpt-oss / Kimi: history reasoning dropped under the last turn
+                rest = enc._last_turn(prompt, full, render(tok, messages[: offset + i], False, tools, enc.chat_template, **kw))
+            reasoning, answer = split_reasoning(message["content"])
+            dropped = thinking and bool((reasoning or "").strip()) and (rest is None or reasoning.strip() not in rest)
+            if enc.style.output_rule and message["role"] == "assistant" and (rest is None or dropped):
+                plain = messages[: offset + i] + [{"role": "assistant", "content": answer}]
+                ruled = enc.rule_output(prompt, render(tok, plain, False, tools, enc.chat_template, **kw), answer,
+                                        reasoning if thinking else None)
+                rest = ruled if ruled is not None else rest
+            ids = tok.encode(prompt, add_special_tokens=False)
+            expected.append(Expected(ids, None if rest is None else tok.encode(rest, add_special_tokens=False), prompt, rest))
+        return expected
+
+
+def compare_any(tok: Any, probe: Probe, official: list[Expected], input_ids: list[int], labels: list[int],
+                stop_ids: set[int]) -> ProbeResult:
+    """Every trained span is some turn's expectation (prompt and response); the last turn is trained."""
+    runs = _label_runs(labels)
+    result = ProbeResult(probe=probe.name, ok=False, turns=len(official))
+    for start, end in runs:
+        turn = next((k for k, e in enumerate(official, start=1) if e.prompt_ids == input_ids[:start]), None)
+        if turn is None:
+            result.divergence = Divergence(turn=0, part="prompt", position=start,
+                                           message=f"the span at token {start} follows no turn's generation prompt")
+            return result
+        expected, got = official[turn - 1].response_ids or [], labels[start:end]
+        # a stop id the template writes after the turn (GLM's `<|user|>`, an EOS for an open last turn) is trained too
+        if got != expected and not (got[: len(expected)] == expected and set(got[len(expected):]) <= stop_ids):
+            at = first_difference(expected, got) or 0
+            result.divergence = _divergence(tok, turn, "response", expected, got, at)
+            return result
+        result.trained_turns.append(turn)
+    if len(official) not in result.trained_turns:
+        result.divergence = Divergence(turn=len(official), part="turns", position=0, message="the last turn is not trained")
+        return result
+    result.ok = True
+    return result
 
 
 def expected_generation(prompt_text: str, full_text: str, content: str) -> str | None:
@@ -290,7 +379,7 @@ class Encoder:
             "_prompt": [messages[:-1]],
             "_response": [messages[-1:]],
             "_system": [probe.system or ""],
-            "_tools": [""],
+            "_tools": [probe.tools or ""],
             "_images": [None],
             "_videos": [None],
             "_audios": [None],
@@ -411,6 +500,7 @@ class Scanner:
         self.mask_history = mask_history
         self.probes = tuple(probes)
         self.official = OfficialReference(tokenizer, enable_thinking)
+        self._native: NativeReference | None = None
         # vocabulary, added tokens, len(tokenizer): about 0.1 s on a 150k vocabulary under transformers 5,
         # so scanners over the same vocabulary (a copy with another chat_template) share them
         self.facts = facts or (tokenizer.get_vocab(), set(tokenizer.get_added_vocab()), len(tokenizer))
@@ -432,7 +522,13 @@ class Scanner:
             for probe in self.probes:
                 try:
                     input_ids, labels = encoder.encode(probe)
-                    result = compare(encoder.view, probe, self.official.turns(probe), input_ids, labels)
+                    if name == "native":
+                        if self._native is None:
+                            self._native = NativeReference(self.tokenizer, self.enable_thinking)
+                        result = compare_any(encoder.view, probe, self._native.turns(probe), input_ids, labels,
+                                             encoder.template.encoder(encoder.view).stop_ids)
+                    else:
+                        result = compare(encoder.view, probe, self.official.turns(probe), input_ids, labels)
                 except Exception as err:  # noqa: BLE001  (same: the failure is the probe's result)
                     result = ProbeResult(probe.name, False, 0, error=f"{type(err).__name__}: {err}")
                 results.append(result)

@@ -6,6 +6,7 @@ inline in the assistant content, as LF's datasets do.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 
@@ -15,6 +16,7 @@ class Probe:
     messages: tuple[dict[str, str], ...]
     system: str | None = None
     note: str = field(default="", compare=False)
+    tools: str | None = None  # LF's `tools` column (JSON list of function definitions)
 
 
 def _u(text: str) -> dict[str, str]:
@@ -88,6 +90,37 @@ PROBES: tuple[Probe, ...] = (
         note="a non-thinking turn in history, a thinking turn last",
     ),
 )
+
+
+_WEATHER = json.dumps([{"name": "get_weather", "description": "Weather of a city.", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}])
+TOOL_PROBES: tuple[Probe, ...] = (
+    Probe(
+        "tool_call_chain",
+        (
+            _u("Weather in Paris?"),
+            {"role": "function", "content": '<think>\nI need the tool.\n</think>\n\n{"name": "get_weather", "arguments": {"city": "Paris"}}'},
+            {"role": "observation", "content": '{"temp": 21}'},
+            _a("<think>\nThe tool says 21.\n</think>\n\nIt is 21 degrees in Paris."),
+        ),
+        tools=_WEATHER,
+        note="LF's function_call / observation roles and tools column: the template's tool_calls / tool messages",
+    ),
+    Probe(
+        "tool_call_after_chat",
+        (
+            _u("Hi"),
+            _a("Hello! Ask me about the weather."),
+            _u("Rome?"),
+            {"role": "function", "content": '{"name": "get_weather", "arguments": {"city": "Rome"}}'},
+            {"role": "observation", "content": '{"temp": 25}'},
+            _a("<think>\n25 from the tool.\n</think>\n\n25 degrees in Rome."),
+        ),
+        system="You report the weather.",
+        tools=_WEATHER,
+    ),
+)
+PROBES = PROBES + TOOL_PROBES
 
 
 def probe(name: str) -> Probe:
