@@ -180,7 +180,7 @@ def test_doctor_round_trip_on_exported_folders(exported):
 
     for template in ("qwen3_think", "qwen3_think_keep_history", "r1_distill_qwen"):
         report = diagnose(str(exported[template]))
-        assert report.ok and report.recommended == template, (template, report.with_parity)
+        assert report.ok and report.recommended == "native", (template, report.with_parity)  # tool probes: only the Jinja itself
 
 
 def _conversation(probe, messages):
@@ -332,7 +332,7 @@ def test_callback_writes_the_bundle_into_checkpoints_and_output_dir(tiny_qwen3, 
         assert (folder / "chat_template.jinja").read_text(encoding="utf-8") == expected
         assert tokenizer_of(folder).chat_template == expected
     report = diagnose(str(out))
-    assert report.ok and report.recommended == "qwen3_think"
+    assert report.ok and report.recommended == "native"
     assert make_callbacks(parse_options({"export_serving": False})) == []
 
 
@@ -355,7 +355,7 @@ def test_tiny_training_run_output_dir_has_the_bundle(tiny_qwen3, tmp_path):
     for folder in (out / "checkpoint-2", out):
         assert all((folder / name).is_file() for name in BUNDLE), folder
     report = diagnose(str(out))
-    assert report.ok and report.recommended == "qwen3_think"
+    assert report.ok and report.recommended == "native"
 
 
 def test_templates_without_a_plain_text_form_are_refused_clearly(load_tokenizer):

@@ -77,7 +77,7 @@ def test_register_templates_is_idempotent_and_adds_only_new_names(lf):
     from lf_thinkplugin.templates.encoders import OfficialThinkTemplate
 
     before = dict(lf.TEMPLATES)
-    assert register_templates() == list(NAMES) == ["qwen3_think", "qwen3_think_keep_history", "r1_distill_qwen", "deepseek_r1"]
+    assert register_templates() == list(NAMES) == ["qwen3_think", "qwen3_think_keep_history", "r1_distill_qwen", "deepseek_r1", "native"]
     assert dict(lf.TEMPLATES) == before  # second call: same objects, nothing added
     for name in NAMES:
         assert isinstance(lf.TEMPLATES[name], OfficialThinkTemplate)
@@ -301,7 +301,7 @@ def test_lf_qwen_is_the_non_thinking_template_with_parity_for_qwen25(lf, load_to
 
     scanner = Scanner(load_tokenizer(QWEN25))
     assert scanner.check("qwen").ok
-    assert [r.template for r in scanner.scan() if r.ok] == ["qwen"]
+    assert [r.template for r in scanner.scan() if r.ok] == ["qwen", "native"]  # on the plain probes
 
 
 def test_deepseek_r1_has_parity_on_the_v3_vocabulary_with_the_r1_chat_template(lf):
@@ -313,7 +313,7 @@ def test_deepseek_r1_has_parity_on_the_v3_vocabulary_with_the_r1_chat_template(l
     tok.chat_template = jinja_text("deepseek_r1.jinja")
     scanner = Scanner(tok)
     assert scanner.check("deepseek_r1").ok
-    assert [r.template for r in scanner.scan() if r.ok] == ["r1_distill_qwen", "deepseek_r1"]
+    assert [r.template for r in scanner.scan() if r.ok] == ["r1_distill_qwen", "deepseek_r1", "native"]
     assert not scanner.check("deepseekr1").ok  # LF's: prompt stops before `<think>\n`
 
 

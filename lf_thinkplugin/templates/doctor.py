@@ -3,6 +3,7 @@ in the tokenizer will bite a reasoning fine-tune.
 
     lf-think doctor --model PATH_OR_HUB_ID [--template NAME] [--enable-thinking true|false|auto] [--mask-history] [--json]
     lf-think doctor --table --model PATH [--model PATH ...]     markdown parity table (docs/templates.md)
+    lf-think doctor --families FIXTURES_DIR                     family table of `template: native` (docs/templates.md)
 
 It loads the tokenizer only. (a) Every registered template (LF's and the plugin's) encodes the probe
 conversations through LF's SFT path and is compared with the tokenizer's own chat template
@@ -285,7 +286,9 @@ def diagnose(
         raise DoctorError(_unknown_template(template))
     folder = model_folder(model_path)
     tokenizer, findings = load_tokenizer(folder)
-    scanner = Scanner(tokenizer, enable_thinking, mask_history=mask_history)
+    from .probes import SCAN_PROBES
+
+    scanner = Scanner(tokenizer, enable_thinking, probes=SCAN_PROBES, mask_history=mask_history)
     report = Report(model_path, type(tokenizer).__name__, enable_thinking, findings=findings, requested=template,
                     folder=folder, scanner=scanner)
     report.scan = scanner.scan()
@@ -403,7 +406,7 @@ def render_table(reports: Sequence[Report], templates: Sequence[str]) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lf-think doctor", description="Template parity and tokenizer checks for a model.")
-    parser.add_argument("--model", action="append", required=True, help="model or tokenizer folder, or a hub id in the HF cache (repeat with --table)")
+    parser.add_argument("--model", action="append", help="model or tokenizer folder, or a hub id in the HF cache (repeat with --table)")
     parser.add_argument("--template", help="check this registered template in full instead of the recommended one")
     parser.add_argument(
         "--enable-thinking", default="true", choices=["true", "false", "auto"],
@@ -412,12 +415,26 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--mask-history", action="store_true", help="LF's mask_history: true (train the last turn only)")
     parser.add_argument("--json", action="store_true", help="machine-readable report")
     parser.add_argument("--table", action="store_true", help="markdown parity table for docs/templates.md")
+    parser.add_argument("--families", metavar="DIR", help="family table of `template: native` for a fixtures folder "
+                        "(tokenizer folders and chat_templates/*.jinja; stand-ins where a family has no tokenizer)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     mode = {"true": True, "false": False, "auto": None}[args.enable_thinking]
+    if args.families:
+        from .families import family_rows, render_families
+
+        if not Path(args.families).is_dir():
+            print(f"lf-think doctor: --families {args.families}: no such folder", file=sys.stderr)
+            return 2
+        rows = family_rows(Path(args.families))
+        print(render_families(rows))
+        return 0 if all("error" not in r and "✗" not in r["on"] + r["off"] for r in rows) else 1
+    if not args.model:
+        print("lf-think doctor: --model is required (or --families DIR)", file=sys.stderr)
+        return 2
     if len(args.model) > 1 and not args.table:
         print("lf-think doctor: several --model need --table", file=sys.stderr)
         return 2

@@ -307,9 +307,7 @@ class NativeReference:
             reasoning, answer = split_reasoning(message["content"])
             dropped = thinking and bool((reasoning or "").strip()) and (rest is None or reasoning.strip() not in rest)
             if enc.style.output_rule and message["role"] == "assistant" and (rest is None or dropped):
-                plain = messages[: offset + i] + [{"role": "assistant", "content": answer}]
-                ruled = enc.rule_output(prompt, render(tok, plain, False, tools, enc.chat_template, **kw), answer,
-                                        reasoning if thinking else None)
+                ruled = enc._rule(messages, offset, i, message, thinking, prompt, tools, kw)
                 rest = ruled if ruled is not None else rest
             ids = tok.encode(prompt, add_special_tokens=False)
             expected.append(Expected(ids, None if rest is None else tok.encode(rest, add_special_tokens=False), prompt, rest))

@@ -120,11 +120,11 @@ TOOL_PROBES: tuple[Probe, ...] = (
         tools=_WEATHER,
     ),
 )
-PROBES = PROBES + TOOL_PROBES
+SCAN_PROBES = PROBES + TOOL_PROBES  # the doctor's scan (and `template: auto`): tool calls included
 
 
 def probe(name: str) -> Probe:
-    for p in PROBES:
+    for p in SCAN_PROBES:
         if p.name == name:
             return p
     raise KeyError(f"no probe named {name!r}; known: {', '.join(p.name for p in PROBES)}")
