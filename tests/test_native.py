@@ -284,7 +284,7 @@ def test_auto_through_llamafactory_cli(fam: Family, tmp_path_factory: pytest.Tem
     model = trainable_dir(fam, tmp_path_factory.getbasetemp())
     write_data(tmp / "data", fam)
     tok = load(model)
-    for thinking in modes(fam)[: 2 if fam.name in ("qwen3", "glm-4.5") else 1]:  # every mode runs in process below
+    for thinking in modes(fam)[:1]:  # thinking on; every mode of every family runs in LF's processor below
         out = tmp / f"run-{thinking}"
         config = {
             "model_name_or_path": str(model), "stage": "sft", "do_train": True, "finetuning_type": "full",
@@ -363,3 +363,108 @@ def test_expand_turns(name: str, tmp_path_factory: pytest.TempPathFactory) -> No
         trained_tokens += len(got)
     print(f"{name}: {len(pieces)} samples, {trained_tokens} trained tokens")
     assert trained_tokens > 0
+
+
+SPAN_FAMILIES = ["gpt-oss", "seed-oss", "glm-4.5", "qwen3.5", "r1-distill-qwen", "kimi-k2-thinking"]
+
+
+@pytest.mark.parametrize("name", SPAN_FAMILIES)
+def test_reasoning_spans_follow_each_familys_markup(name: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """think_loss finds the reasoning the template produced (`<seed:think>`, gpt-oss's analysis channel, GLM's
+    tags without newlines, a prompt that opens the block): mask_reasoning leaves exactly the non-reasoning
+    labels, whose text holds every answer and no reasoning."""
+    import torch
+
+    from lf_thinkplugin.loss.collator import tags_for
+    from lf_thinkplugin.loss.spans import apply_policy
+    from llamafactory.data.template import TEMPLATES
+
+    fam = next(f for f in FAMILIES if f.name == name)
+    tok = load(model_dir(fam, tmp_path_factory.getbasetemp()))
+    conv = CONVERSATIONS[2] if fam.tools else CONVERSATIONS[0]
+    (input_ids, labels), = lf_encode(tok, fam, True, [conv])
+    tags = tags_for(tok, TEMPLATES["native"])
+    lab = torch.tensor([labels])
+    kinds = apply_policy(tags, lab, torch.ones_like(lab), "mask_reasoning")
+    kept = tok.decode([t for t in lab[0].tolist() if t != IGNORE])
+    masked = tok.decode([t for t, k in zip(labels, kinds[0].tolist()) if t != IGNORE and k != 1])
+    last = conv["turns"][-1]
+    assert last[2] in kept and last[1] not in kept, (name, kept)
+    assert last[1] in masked, (name, masked)
+
+
+@pytest.mark.parametrize("name", ["gpt-oss", "qwen3"])
+def test_serving_bundle_of_native_is_the_models_own_template(name: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    from lf_thinkplugin.serving import build_bundle
+
+    fam = next(f for f in FAMILIES if f.name == name)
+    tok = load(model_dir(fam, tmp_path_factory.getbasetemp()))
+    bundle = build_bundle("native", tok, True)
+    assert bundle.files["chat_template.jinja"] == tok.chat_template
+    assert set(bundle.files) == {"chat_template.jinja", "SERVING.md"} and bundle.parity.ok
+    assert "No `Modelfile` or `lmdeploy_chat_template.json` is written for `native`" in bundle.files["SERVING.md"]
+
+
+def test_gpt_oss_native_equals_the_official_harmony_renderer(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
+    """A second oracle for gpt-oss: openai-harmony (OpenAI's renderer) gives the same training ids as
+    `template: native` on gpt-oss's own chat template: system, user, analysis, final (`<|return|>`)."""
+    import datetime
+
+    folder = require_fixture("gpt-oss-20b")
+    monkeypatch.setenv("TIKTOKEN_ENCODINGS_BASE", str(folder / "tiktoken"))
+    from openai_harmony import (Conversation, HarmonyEncodingName, Message, ReasoningEffort, RenderConversationConfig,
+                                Role, SystemContent, load_harmony_encoding)
+
+    encoding = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
+    fam = next(f for f in FAMILIES if f.name == "gpt-oss")
+    tok = load(model_dir(fam, tmp_path_factory.getbasetemp()))
+    conv = CONVERSATIONS[0]
+    (input_ids, labels), = lf_encode(tok, fam, True, [conv])
+    today = datetime.date.today().isoformat()  # the HF template writes strftime_now("%Y-%m-%d")
+    system = (SystemContent.new().with_model_identity("You are ChatGPT, a large language model trained by OpenAI.")
+              .with_knowledge_cutoff("2024-06").with_conversation_start_date(today)
+              .with_reasoning_effort(ReasoningEffort.MEDIUM))
+    _, reasoning, answer = conv["turns"][1]
+    messages = [Message.from_role_and_content(Role.SYSTEM, system),
+                Message.from_role_and_content(Role.USER, conv["turns"][0][1])]
+    prompt = encoding.render_conversation_for_completion(Conversation.from_messages(messages), Role.ASSISTANT)
+    messages += [Message.from_role_and_content(Role.ASSISTANT, reasoning).with_channel("analysis"),
+                 Message.from_role_and_content(Role.ASSISTANT, answer).with_channel("final")]
+    # keep the analysis of the turn being trained (harmony drops analysis before a final by default: history rule)
+    full = encoding.render_conversation_for_training(Conversation.from_messages(messages),
+                                                     RenderConversationConfig(auto_drop_analysis=False))
+    assert input_ids == list(full)
+    assert all(label == IGNORE for label in labels[: len(prompt)]) and labels[len(prompt):] == list(full)[len(prompt):]
+
+
+def test_expand_turns_through_llamafactory_cli(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`thinkplugin.expand_turns` in a real run: one tokenized sample per assistant turn, each trained on its turn only."""
+    from datasets import load_from_disk
+
+    fam = next(f for f in FAMILIES if f.name == "qwen3")
+    tmp = tmp_path_factory.mktemp("expand")
+    model = trainable_dir(fam, tmp_path_factory.getbasetemp())
+    write_data(tmp / "data", fam)
+    tok = load(model)
+    out = tmp / "run"
+    config = {
+        "model_name_or_path": str(model), "stage": "sft", "do_train": True, "finetuning_type": "full",
+        "dataset": "convs", "dataset_dir": str(tmp / "data"), "cutoff_len": 4096, "tokenized_path": str(out / "tokenized"),
+        "output_dir": str(out), "report_to": "none", "overwrite_cache": True, "max_steps": 1,
+        "per_device_train_batch_size": 1, "save_strategy": "no",
+        "thinkplugin": {"template": "native", "expand_turns": True, "export_serving": False},
+    }
+    proc = train(config, out, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    data = load_from_disk(str(out / "tokenized" / "train"))
+    expected = []
+    for conv in CONVERSATIONS:
+        responses = [t for t in conv["turns"] if t[0] in ("assistant", "call")]
+        for r in responses:
+            sub = dict(conv, turns=conv["turns"][: conv["turns"].index(r) + 1])
+            expected.append(expected_turns(tok, sub, fam, True)[-1])
+    assert len(data) == len(expected) == 8
+    for (prompt_ids, response_ids), row in zip(expected, data):
+        start = len(prompt_ids)
+        assert row["input_ids"][:start] == prompt_ids and set(row["labels"][:start]) == {IGNORE}
+        assert row["labels"][start:] == response_ids

@@ -18,12 +18,12 @@ RECIPES = REPO / "examples" / "yaml"
 # recipe -> template the check must report
 EXPECTED = {
     "qwen3_lora_mask_empty": "qwen3_think (as given)",
-    "r1_distill_full_auto": "r1_distill_qwen (by thinkplugin.template: auto)",
+    "r1_distill_full_auto": "native (by thinkplugin.template: auto)",
     "qwen25_add_think_tokens": "qwen (as given)",
     "qwen25_think_lora": "qwen (as given)",
     "qwen3_lora_zero3": "qwen3_think (as given)",
     "answer_only_mask_reasoning": "qwen3_think (as given)",
-    "demo_tiny": "qwen3_think (by thinkplugin.template: auto)",
+    "demo_tiny": "native (by thinkplugin.template: auto)",
 }
 # the scale-down: steps and precision (a CPU has no bf16 training), nothing about the model or data
 SCALED_DOWN = ("max_steps=2", "logging_steps=1", "save_steps=100", "bf16=false")
@@ -83,7 +83,7 @@ def test_hub_id_missing_from_the_offline_cache_is_refused(workspace, hub_env, tm
 def test_doctor_reads_a_hub_id_from_the_cache(workspace, hub_env):
     proc = lf_think(["doctor", "--model", "Qwen/Qwen3-0.6B"], workspace, hub_env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    assert "qwen3_think" in proc.stdout
+    assert "native" in proc.stdout and "qwen3_think" in proc.stdout  # recommended; and the scan's rows
     snapshot = hub_env["HF_HUB_CACHE"] + "/models--Qwen--Qwen3-0.6B/snapshots/"
     assert snapshot in proc.stdout  # the cache's snapshot folder, as transformers resolves the id
 
@@ -126,7 +126,7 @@ def test_recipe_trains_as_shipped(recipe, workspace, hub_env):
     if env:
         assert "Detected DeepSpeed ZeRO-3: activating zero.init() for this model" in log
     if recipe == "r1_distill_full_auto":
-        assert (out / "model.safetensors").is_file() and "template: auto -> r1_distill_qwen" in log
+        assert (out / "model.safetensors").is_file() and "template: auto -> native" in log
     else:  # LoRA on the hub id, which the adapter records as its base (what serving loads)
         assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == "Qwen/Qwen3-0.6B"
     assert all("loss_answer" in r and "loss_think" in r for r in steps)  # log_span_loss (on by default)

@@ -74,14 +74,15 @@ TWO_TURNS = [
 
 def test_register_templates_is_idempotent_and_adds_only_new_names(lf):
     from lf_thinkplugin.templates import NAMES, register_templates
-    from lf_thinkplugin.templates.encoders import OfficialThinkTemplate
+    from lf_thinkplugin.templates.encoders import NativeTemplate, OfficialThinkTemplate
 
+    plugin = (OfficialThinkTemplate, NativeTemplate)
     before = dict(lf.TEMPLATES)
     assert register_templates() == list(NAMES) == ["qwen3_think", "qwen3_think_keep_history", "r1_distill_qwen", "deepseek_r1", "native"]
     assert dict(lf.TEMPLATES) == before  # second call: same objects, nothing added
     for name in NAMES:
-        assert isinstance(lf.TEMPLATES[name], OfficialThinkTemplate)
-    assert not any(isinstance(t, OfficialThinkTemplate) for n, t in lf.TEMPLATES.items() if n not in NAMES)
+        assert isinstance(lf.TEMPLATES[name], plugin)
+    assert not any(isinstance(t, plugin) for n, t in lf.TEMPLATES.items() if n not in NAMES)
 
 
 def test_register_templates_never_overwrites_a_foreign_template(lf, monkeypatch):

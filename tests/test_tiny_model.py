@@ -5,7 +5,7 @@ from transformers import AutoTokenizer
 from lf_thinkplugin.demo.tiny_model import build_tiny_model
 
 
-def test_self_built_tokenizer_is_qwen3_style_and_auto_picks_qwen3_think(tmp_path, capsys):
+def test_self_built_tokenizer_is_qwen3_style_and_auto_picks_native(tmp_path, capsys):
     from lf_thinkplugin import register
     from lf_thinkplugin.templates.doctor import resolve_template
 
@@ -18,5 +18,5 @@ def test_self_built_tokenizer_is_qwen3_style_and_auto_picks_qwen3_think(tmp_path
     assert tokenizer.eos_token == "<|im_end|>"
     text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False)
     assert text == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
-    assert resolve_template(str(folder)) == "qwen3_think"
-    assert "template: auto -> qwen3_think" in capsys.readouterr().out
+    assert resolve_template(str(folder)) == "native"  # its own Qwen3 template: only `native` has tool-call parity
+    assert "template: auto -> native" in capsys.readouterr().out

@@ -28,8 +28,23 @@ if TYPE_CHECKING:
     from .native import NativeEncoder
 
 
+class _OneTurnFromPairs:
+    """encode_oneturn (DPO / KTO, LF's chat) as everything before the last trained target, and that target."""
+
+    def encode_oneturn(
+        self,
+        tokenizer: PreTrainedTokenizer,
+        messages: list[dict[str, str]],
+        system: str | None = None,
+        tools: str | None = None,
+    ) -> tuple[list[int], list[int]]:
+        pairs = self.encode_multiturn(tokenizer, messages, system, tools)  # type: ignore[attr-defined]
+        prompt = [t for source, target in pairs[:-1] for t in source + target] + pairs[-1][0]
+        return prompt, pairs[-1][1]
+
+
 @dataclass
-class OfficialThinkTemplate(ReasoningTemplate):
+class OfficialThinkTemplate(_OneTurnFromPairs, ReasoningTemplate):
     """Base: which turns train, how a trained turn and a history turn render. Subclasses fill in the text."""
 
     # Train every assistant turn with its reasoning (history reasoning kept) instead of the official rule.
@@ -113,18 +128,6 @@ class OfficialThinkTemplate(ReasoningTemplate):
         return pairs
 
     @override
-    def encode_oneturn(
-        self,
-        tokenizer: PreTrainedTokenizer,
-        messages: list[dict[str, str]],
-        system: str | None = None,
-        tools: str | None = None,
-    ) -> tuple[list[int], list[int]]:
-        pairs = self.encode_multiturn(tokenizer, messages, system, tools)
-        prompt = [t for source, target in pairs[:-1] for t in source + target] + pairs[-1][0]
-        return prompt, pairs[-1][1]
-
-    @override
     def _get_jinja_template(self, tokenizer: PreTrainedTokenizer) -> str:
         from . import jinja_text
 
@@ -187,7 +190,7 @@ class DeepSeekR1Template(OfficialThinkTemplate):
 
 
 @dataclass
-class NativeTemplate(ReasoningTemplate):
+class NativeTemplate(_OneTurnFromPairs, ReasoningTemplate):
     """`template: native`: every turn rendered by the tokenizer's own chat template (templates/native.py).
 
     LF's formatter slots are unused; `thought_words` become the markup the chat template puts around
@@ -238,18 +241,6 @@ class NativeTemplate(ReasoningTemplate):
             if index == last:  # an earlier turn left as context is the template's history rule, by design
                 self._report(why, messages)
         return encoded.pairs()
-
-    @override
-    def encode_oneturn(
-        self,
-        tokenizer: PreTrainedTokenizer,
-        messages: list[dict[str, str]],
-        system: str | None = None,
-        tools: str | None = None,
-    ) -> tuple[list[int], list[int]]:
-        pairs = self.encode_multiturn(tokenizer, messages, system, tools)
-        prompt = [t for source, target in pairs[:-1] for t in source + target] + pairs[-1][0]
-        return prompt, pairs[-1][1]
 
     def _report(self, why: str, messages: list[dict[str, str]]) -> None:
         import logging

@@ -373,6 +373,10 @@ class NativeEncoder:
             untrained.append((last, self._why_not(sequence, last_prompt, sequence, lf_messages[last], thinking) or ""))
             ids = anchor = self._ids(sequence)
         for k in reversed(responses[:-1]):
+            reasoning = split_reasoning(lf_messages[k]["content"])[0] if thinking else None
+            if reasoning and reasoning.strip() and reasoning.strip() not in sequence:  # cheap: no render needed
+                untrained.append((k, "the template renders this turn differently in later turns' context (history rule)"))
+                continue
             prompt = self._render(messages[: offset + k], True, tool_list, kw)
             end_text = self._render(messages[: offset + k + 1], False, tool_list, kw)
             why = self._why_not(sequence, prompt, end_text, lf_messages[k], thinking)
