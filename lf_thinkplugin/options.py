@@ -62,8 +62,16 @@ class EvalThinkSpec(_Strict):
     max_new_tokens: int = Field(default=256, ge=1, description="generation limit per prompt")
     data: Optional[str] = Field(default=None, description="prompts: a JSON / JSONL file or an LF dataset name in "
                                 "dataset_dir; default LF's `eval_dataset`")
-    modes: list[Literal["think", "nothink"]] = Field(default=["think"], min_length=1,
-                                                     description="thinking on / off through the template's switch")
+    modes: list[Literal["think", "nothink", "data"]] = Field(
+        default=["think"], min_length=1, description="thinking on / off through the template's switch; [data]: each "
+        "prompt in the mode its reference shows (think where it reasons, nothink where it answers directly)")
+
+    @field_validator("modes")
+    @classmethod
+    def _data_alone(cls, modes: list[str]) -> list[str]:
+        if "data" in modes and len(modes) > 1:
+            raise ValueError("`data` picks each prompt's mode itself: use [data] alone, or think / nothink")
+        return modes
 
 
 class ThinkPluginOptions(_Strict):

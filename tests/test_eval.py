@@ -311,6 +311,30 @@ def test_load_samples_formats(tmp_path):
     got = load_samples(str(alpaca))
     assert got[0].messages == [{"role": "user", "content": "Add\n2 and 3"}] and got[0].reference == "5"
     assert got[1].messages[0]["content"] == "Capital of France?" and got[1].reference == "Paris"
+    assert [s.thinks for s in got] == [True, False]
+
+
+def test_modes_from_the_data(tmp_path):
+    """`--modes data`: reasoning references in think mode, direct answers (no block, empty block) in nothink."""
+    from pydantic import ValidationError
+
+    from lf_thinkplugin.evaluation.generate import load_samples
+    from lf_thinkplugin.evaluation.metrics import DATA, plan
+    from lf_thinkplugin.options import EvalThinkSpec
+
+    data = tmp_path / "d.jsonl"
+    rows = [{"instruction": "a", "output": "<think>\nwhy\n</think>\n\n1"}, {"instruction": "b", "output": "<think>\n\n</think>\n\n2"},
+            {"instruction": "c", "output": "3"}, {"instruction": "d"}, {"instruction": "e", "output": "<think>x</think>5"}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    samples = load_samples(str(data))
+    assert [s.thinks for s in samples] == [True, False, False, None, True]
+    work = plan([DATA], samples)
+    assert [(mode, [s.messages[0]["content"] for s in group]) for mode, group in work] == [
+        (THINK, ["a", "d", "e"]), (NOTHINK, ["b", "c"])]
+    assert [(m, len(g)) for m, g in plan([THINK, NOTHINK], samples)] == [(THINK, 5), (NOTHINK, 5)]
+    assert EvalThinkSpec(every=5, modes=["data"]).modes == ["data"]
+    with pytest.raises(ValidationError, match="use \\[data\\] alone"):
+        EvalThinkSpec(every=5, modes=["data", "think"])
 
 
 def _cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -332,6 +356,7 @@ def test_cli_refusals(tmp_path):
     proc = _cli("--model", str(tmp_path), "--data", "nope", "--dataset-dir", str(tmp_path))
     assert proc.returncode == 2 and "neither a file nor a dataset" in proc.stderr
     assert _cli("--model", str(tmp_path), "--data", "x", "--modes", "fast").returncode == 2
+    assert _cli("--model", str(tmp_path), "--data", "x", "--modes", "data,think").returncode == 2
 
 
 @pytest.mark.slow

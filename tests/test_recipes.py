@@ -89,12 +89,19 @@ def test_doctor_reads_a_hub_id_from_the_cache(workspace, hub_env):
 
 
 def test_demo_recipe_trains(tmp_path):
+    """The main job as shipped: the tiny training, then `lf-think eval` before / after (the format is learned)."""
     require_fixture(QWEN3)
-    proc = subprocess.run([str(BIN / "lf-think"), "demo", "--out", str(tmp_path / "demo"), "--max-steps", "4"],
-                          capture_output=True, text=True)
+    proc = subprocess.run([str(BIN / "lf-think"), "demo", "--out", str(tmp_path / "demo")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    assert "steps: 4/4" in proc.stdout and "loss_think:" in proc.stdout and "loss_answer:" in proc.stdout
+    assert "steps: 150/150" in proc.stdout and "loss_think:" in proc.stdout and "loss_answer:" in proc.stdout
     assert (tmp_path / "demo" / "output" / "thinkplugin_args.yaml").is_file()
+    assert "modes from the data: think for 5 prompts, nothink for 3 prompts" in proc.stdout
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("well-formed"))
+    think_model, think_base, nothink_model, nothink_base = map(float, row.split()[1:])
+    assert think_model >= 0.9 and nothink_model >= 0.9, row  # trained: the format was learned
+    assert think_base <= 0.1 and nothink_base <= 0.1, row  # the untrained baseline
+    assert (tmp_path / "demo" / "eval.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "parity with LF's training encoder on 10/10 probes" in proc.stdout
     again = subprocess.run([str(BIN / "lf-think"), "demo", "--out", str(tmp_path / "demo")], capture_output=True, text=True)
     assert again.returncode == 2 and "--force" in again.stderr  # never silently overwrites
 

@@ -40,7 +40,7 @@ def summarise(output_dir: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lf-think demo", description=__doc__)
     parser.add_argument("--out", default="lf-think-demo", help="work folder (model, data, output); must be new or empty")
-    parser.add_argument("--max-steps", type=int, default=10)
+    parser.add_argument("--max-steps", type=int, default=150)
     parser.add_argument("--force", action="store_true", help="reuse a non-empty --out folder (its demo output is replaced)")
     args = parser.parse_args(argv)
 
@@ -79,7 +79,7 @@ def show_eval(out: Path) -> int:
 
     chart = out / "eval.png"
     argv = ["--model", str(out / "output"), "--baseline", str(out / "model"), "--data", "think_demo",
-            "--dataset-dir", str(out / "data"), "--limit", "4", "--max-new-tokens", "48", "--chart", str(chart)]
+            "--dataset-dir", str(out / "data"), "--modes", "data", "--max-new-tokens", "48", "--chart", str(chart)]
     print(f"[demo] lf-think eval {' '.join(argv)}", flush=True)
     code = eval_main(argv)
     if code == 0:

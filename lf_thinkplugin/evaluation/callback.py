@@ -11,7 +11,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from .metrics import THINK, aggregate, classify
+from .metrics import THINK, aggregate, classify, plan
 
 # the scalars logged per mode (nested report keys flattened with "/")
 _LOGGED = ("well_formed", "status", "spelled_out_tags", "end_of_turn", "truncated", "reasoning_tokens", "answer_tokens")
@@ -59,11 +59,11 @@ class ThinkEvalCallback(TrainerCallback):
         model.eval()
         try:
             outputs = []
-            for mode in self.spec.modes:
-                ids = [prompts.ids(s.messages, mode == THINK) for s in self._samples]
+            for mode, samples in plan(self.spec.modes, self._samples):
+                ids = [prompts.ids(s.messages, mode == THINK) for s in samples]
                 generated = generate_hf(model, tokenizer, ids, self.spec.max_new_tokens, set(prompts.markup.stop_ids))
                 outputs += [classify(g, tokenizer, prompts.markup, mode, self.spec.max_new_tokens, s.reference)
-                            for s, g in zip(self._samples, generated)]
+                            for s, g in zip(samples, generated)]
         finally:
             model.train(was_training)
         return flat_metrics(aggregate(outputs))

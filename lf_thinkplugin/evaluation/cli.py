@@ -1,7 +1,7 @@
 """`lf-think eval`: does the model think as trained?
 
     lf-think eval --model DIR [--adapter DIR] [--baseline DIR] --data FILE_OR_LF_DATASET
-                  [--dataset-dir DIR] [--modes think,nothink] [--max-new-tokens N] [--batch-size N]
+                  [--dataset-dir DIR] [--modes think,nothink|data] [--max-new-tokens N] [--batch-size N]
                   [--limit N] [--template NAME] [--engine hf|vllm] [--device cpu|cuda] [--json]
                   [--outputs FILE.jsonl] [--chart FILE.png]
 
@@ -34,6 +34,7 @@ from .generate import (
     trained_with,
 )
 from .metrics import (
+    DATA,
     NOTHINK,
     NOTHINK_STATUSES,
     PARSERS,
@@ -41,6 +42,7 @@ from .metrics import (
     THINK_STATUSES,
     aggregate,
     classify,
+    plan,
 )
 
 
@@ -52,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", help="model folder to compare with (e.g. the untrained base), same prompts")
     p.add_argument("--data", required=True, help="JSON / JSONL file, or an LF dataset name in --dataset-dir")
     p.add_argument("--dataset-dir", default="data", help="folder of dataset_info.json for an LF dataset name")
-    p.add_argument("--modes", default="think,nothink", help="comma-separated: think, nothink")
+    p.add_argument("--modes", default="think,nothink", help="comma-separated: think, nothink; or data: each prompt in "
+                   "the mode its reference shows (think where it reasons, nothink where it answers directly)")
     p.add_argument("--max-new-tokens", type=int, default=512)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--limit", type=int, help="first N prompts only")
@@ -67,20 +70,22 @@ def _parser() -> argparse.ArgumentParser:
 
 def _modes(text: str) -> list[str]:
     modes = [m.strip() for m in text.split(",") if m.strip()]
+    if modes == [DATA]:
+        return modes
     bad = [m for m in modes if m not in (THINK, NOTHINK)]
     if bad or not modes:
-        raise EvalError(f"--modes {text!r}: use think, nothink or think,nothink")
+        raise EvalError(f"--modes {text!r}: use think, nothink, think,nothink or data")
     return modes
 
 
-def run_model(name: str, model_dir: str, adapter: str | None, prompts: Prompter, samples: list, modes: list[str],
+def run_model(name: str, model_dir: str, adapter: str | None, prompts: Prompter, work: list[tuple[str, list]],
               args: argparse.Namespace) -> dict[str, Any]:
-    """Generate every (mode, sample) with one model and classify the outputs."""
+    """Generate every (mode, sample) of `work` (see `plan`) with one model and classify the outputs."""
     started = time.perf_counter()
     model = load_model(model_dir, adapter, args.device) if args.engine == "hf" else load_vllm(model_dir, adapter)
     load_s = time.perf_counter() - started
     outputs, records, timing = [], [], {}
-    for mode in modes:
+    for mode, samples in work:
         ids = [prompts.ids(s.messages, mode == THINK) for s in samples]
         t0 = time.perf_counter()
         if args.engine == "hf":
@@ -185,18 +190,22 @@ def _main(args: argparse.Namespace, stdout: Any) -> int:
         print(f"[lf_thinkplugin] eval: error: {err}", file=sys.stderr)
         return 2
     notes = list(prompts.notes)
-    if NOTHINK in modes and not prompts.has_switch:
-        modes = [m for m in modes if m != NOTHINK]
+    work = plan(modes, samples)
+    if modes == [DATA]:
+        notes.append("modes from the data: " + ", ".join(f"{mode} for {len(group)} prompts" for mode, group in work))
+    if any(mode == NOTHINK for mode, _ in work) and not prompts.has_switch:
+        work = [(mode, group) for mode, group in work if mode != NOTHINK]
         notes.append("nothink skipped: the template's generation prompt does not change with enable_thinking")
-        if not modes:
+        if not work:
             print("[lf_thinkplugin] eval: error: no mode left to run (the template has no thinking switch)", file=sys.stderr)
             return 2
+    modes = [mode for mode, _ in work]
     report: dict[str, Any] = {"data": args.data, "prompts": len(samples), "modes": modes,
                               "max_new_tokens": args.max_new_tokens, "engine": args.engine, "template": prompts.template,
                               "prompt_opens_think": prompts.markup.prompt_opens_think, "parser": prompts.markup.parser,
                               "parsers": list(PARSERS), "notes": notes}
-    report["model"] = run_model("model", args.model, args.adapter, prompts, samples, modes, args)
-    report["baseline"] = run_model("baseline", args.baseline, None, prompts, samples, modes, args) if args.baseline else None
+    report["model"] = run_model("model", args.model, args.adapter, prompts, work, args)
+    report["baseline"] = run_model("baseline", args.baseline, None, prompts, work, args) if args.baseline else None
     records = report["model"].pop("_records") + (report["baseline"].pop("_records") if report["baseline"] else [])
     if args.outputs:
         Path(args.outputs).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")

@@ -70,12 +70,16 @@ def trained_with(*folders: str | None) -> TrainedWith:
 class Sample:
     messages: list[dict[str, str]]  # the conversation up to the turn to generate
     reference: str | None = None  # reference answer (reasoning removed)
+    thinks: bool | None = None  # the reference reasons (a non-blank think block); None: no reference
 
 
-def _answer(content: Any) -> str | None:
+def _sample_of(messages: list[dict[str, str]], content: Any) -> Sample:
     from ..templates.reasoning import split_reasoning
 
-    return None if content is None else split_reasoning(str(content))[1].strip()
+    if content is None:
+        return Sample(messages)
+    reasoning, answer = split_reasoning(str(content))
+    return Sample(messages, answer.strip(), bool(reasoning and reasoning.strip()))
 
 
 def _records(path: Path) -> list[dict[str, Any]]:
@@ -105,7 +109,7 @@ def _sample(record: dict[str, Any], columns: dict[str, str], tags: dict[str, str
             return None
         system = record.get(columns.get("system", "system"))
         msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": r, "content": c} for r, c in context]
-        return Sample(msgs, _answer(turns[last][1]) if last is not None else None)
+        return _sample_of(msgs, turns[last][1] if last is not None else None)
     parts = [record.get(columns.get("prompt", "instruction")), record.get(columns.get("query", "input"))]
     prompt = "\n".join(str(p) for p in parts if p) or record.get("prompt") or record.get("question")
     if not prompt:
@@ -114,7 +118,7 @@ def _sample(record: dict[str, Any], columns: dict[str, str], tags: dict[str, str
                       if k in record), None)
     system = record.get(columns.get("system", "system"))
     msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    return Sample(msgs, _answer(reference))
+    return _sample_of(msgs, reference)
 
 
 def load_samples(data: str, dataset_dir: str = "data", limit: int | None = None) -> list[Sample]:

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 THINK, NOTHINK = "think", "nothink"
+DATA = "data"  # a mode list of its own: each prompt in the mode its reference shows (`plan`)
 
 # ---------------------------------------------------------------------------------------------------------------
 # Family markup
@@ -324,3 +325,12 @@ def aggregate(outputs: Sequence[Output]) -> dict[str, dict[str, Any]]:
         row["accuracy"] = {k: _rate([m[k] for m in scored if m[k] is not None]) for k in ("exact", "normalised", "numeric")}
         result[mode] = row
     return result
+
+
+def plan(modes: Sequence[str], samples: list) -> list[tuple[str, list]]:
+    """(mode, samples) to generate. `data`: each prompt in the mode its reference shows, think where the
+    reference reasons (or there is none), nothink where it answers directly (no or an empty think block)."""
+    if list(modes) != [DATA]:
+        return [(mode, samples) for mode in modes]
+    groups = [(THINK, [s for s in samples if s.thinks is not False]), (NOTHINK, [s for s in samples if s.thinks is False])]
+    return [(mode, group) for mode, group in groups if group]

@@ -67,8 +67,7 @@ def _jinja(name: str, template: Any, view: Any, scanner: Any) -> str:
     from ..templates import NAMES, jinja_text
 
     if name in NAMES:  # the plugin's: the Jinja it trains to (`native`: the model's own, verbatim)
-        return getattr(template, "_get_jinja_template")(view) if not hasattr(template, "jinja_file") else \
-            jinja_text(template.jinja_file)
+        return jinja_text(template.jinja_file) if hasattr(template, "jinja_file") else template._get_jinja_template(view)
     if scanner.tokenizer.chat_template and scanner.check(name, stop_at_first_failure=True).ok:
         return scanner.tokenizer.chat_template
     try:
