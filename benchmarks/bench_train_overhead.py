@@ -32,10 +32,31 @@ arm X, the per-step ratio is mean step time of X / mean step time of off. Two 95
 The whole command's wall time (model load, dataset tokenisation, training, final save) gets the
 same per-round ratio and t-interval.
 
+--paired (per-step cost only; resolves what process-to-process noise hides). Each arm runs in one
+process with its block, and its optimizer steps come in pairs, one "on" and one "off" in a seeded
+random order: an off step's batches come from LF's own collator, so they carry no span map and the
+plugin's trainer passes them to LF's compute_loss and token count unchanged. So an off step runs
+exactly LF's per-step code, next to an on step in the same process and memory state. The ratio is
+the mean time per token of on steps over off steps (pairs past the warm-up), with a bootstrap over
+pairs and a t-interval on the per-pair log-ratios. Arm `aa` keeps the block but runs LF's collator on
+every step: an A/A check. Logging steps fall on either side at random, so span logging is measured at
+the recipes' rate. Batches are assigned to steps by collator call; accelerate collates one batch ahead,
+so the few hundred microseconds of collator work shift by one batch between neighbouring intervals
+(the compute is exact). Needs `dataloader_num_workers: 0` (the config sets it).
+
+Memory. On CPU, glibc returns each freed logits-sized buffer (1024 x 151,936 fp32 = 0.6 GB) to the
+kernel and page-faults it back in the next step: measured, that was about 3/4 of a step (9-12 s vs
+2-3 s per 1024-token sample) and most of its variance. `--malloc heap` (the default) sets
+MALLOC_MMAP_MAX_=0 and a huge MALLOC_TRIM_THRESHOLD_ for every arm alike, so freed blocks are reused;
+a GPU's caching allocator does the same. `--malloc default` measures without.
+
     # full size (6 arms x 3 rounds of 100 steps of 8 samples up to 2048 tokens: ~2 min a step on
     # 2 cores, days in all; meant for a quiet many-core machine)
     python benchmarks/bench_train_overhead.py --steps 100 --repeats 3
-    # reduced run recorded in docs/benchmarks.md (30 min on 2 busy cores; does not resolve 2%)
+    # per-step cost, paired (recorded in docs/benchmarks.md; ~25 min on 2 cores)
+    python benchmarks/bench_train_overhead.py --paired --min-len 1024 --max-len 1024 --accum 2 --steps 48 \
+        --warmup 4 --repeats 1
+    # process-alternating reduced run (30 min on 2 busy cores, default malloc; did not resolve 2%)
     python benchmarks/bench_train_overhead.py --min-len 1024 --max-len 1024 --accum 1 --steps 9 \\
         --warmup 2 --repeats 3 --logging-steps 3 --arms off,full_w0.5,mask_empty,mask_reasoning,mask_empty_span
 """
@@ -68,6 +89,9 @@ ARMS = {
     "mask_empty": {"think_loss": "mask_empty", "log_span_loss": False},
     "mask_reasoning": {"think_loss": "mask_reasoning", "log_span_loss": False},
     "mask_empty_span": {"think_loss": "mask_empty", "log_span_loss": True},
+    # --paired only: the plugin active but every step on LF's collator, so on / off steps run the same
+    # code: an A/A check of the paired method
+    "aa": {"think_loss": "mask_empty", "log_span_loss": False},
 }
 
 LAUNCHER = '''\
@@ -86,13 +110,42 @@ class _StepTimer(TrainerCallback):
     def on_train_end(self, args, state, control, **kw):
         m = self.marks
         with open(os.environ["THINKBENCH_STEPS"], "w") as f:
-            json.dump({"steps": [b - a for a, b in zip(m, m[1:])]}, f)
+            json.dump({"steps": [b - a for a, b in zip(m, m[1:])], "modes": MODES[: len(m) - 1],
+                       "tokens": [TOKENS.get(i, 0) for i in range(len(m) - 1)]}, f)
 
 _init = transformers.Trainer.__init__
 def _patched(self, *a, **kw):
     _init(self, *a, **kw)
     self.add_callback(_StepTimer())
 transformers.Trainer.__init__ = _patched
+
+# --paired: optimizer steps alternate, in one process, between the plugin's per-step work and LF's.
+# A step is "off" when its batches come from LF's own collator: they then carry no span map, and
+# the plugin's trainer hands them to LF's compute_loss / token count unchanged (loss/trainer.py).
+# Batches are assigned by collator call (call // accumulation = step): exact for the compute, even
+# though accelerate's dataloader collates one batch ahead of the step that uses it.
+PAIRED = os.environ.get("THINKBENCH_PAIRED")
+MODES, CALLS, TOKENS = [], [0], {}
+if PAIRED:
+    import random
+    import lf_thinkplugin.loss.collator as _collator
+    _rng, _steps, _accum = random.Random(0), *map(int, PAIRED.split(","))
+    for _ in range((_steps + 1) // 2):  # each pair of steps: one on, one off, in random order
+        MODES += [True, False] if _rng.random() < 0.5 else [False, True]
+    _make = _collator.think_collator_class
+    def _paired_class(base_cls):
+        cls = _make(base_cls)
+        if "_bench_call" not in cls.__dict__:
+            think_call = cls.__call__
+            def _bench_call(self, features):
+                step = CALLS[0] // _accum
+                CALLS[0] += 1
+                TOKENS[step] = TOKENS.get(step, 0) + sum(len(f["input_ids"]) for f in features)
+                on = (MODES[step] if step < len(MODES) else True) and not os.environ.get("THINKBENCH_AA")
+                return think_call(self, features) if on else base_cls.__call__(self, features)
+            cls.__call__ = cls._bench_call = _bench_call
+        return cls
+    _collator.think_collator_class = _paired_class
 
 sys.argv = ["llamafactory-cli", *sys.argv[1:]]
 from llamafactory.cli import main
@@ -167,6 +220,26 @@ def boot_interval(x_rounds: list[np.ndarray], y_rounds: list[np.ndarray], draws:
     return float(np.percentile(out, 2.5)), float(np.percentile(out, 97.5))
 
 
+def paired_pairs(rounds: list[dict], warmup: int) -> np.ndarray:
+    """(on, off) per-token step times of each pair of adjacent steps (2j, 2j+1) past the warm-up, all rounds."""
+    out = []
+    for run in rounds:
+        steps, modes, tokens = run["steps"], run["modes"], run["tokens"]
+        for j in range(warmup // 2 + warmup % 2, len(steps) // 2):
+            a, b = 2 * j, 2 * j + 1
+            on, off = (a, b) if modes[a] else (b, a)
+            out.append((steps[on] / tokens[on], steps[off] / tokens[off]))
+    return np.array(out)
+
+
+def paired_boot(pairs: np.ndarray, draws: int = 2000, seed: int = 0):
+    """Ratio of mean per-token step time, on / off: percentile bootstrap over pairs."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(pairs), (draws, len(pairs)))
+    ratios = pairs[idx, 0].mean(axis=1) / pairs[idx, 1].mean(axis=1)
+    return float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))
+
+
 def fmt(iv) -> str:
     return "n/a (1 round)" if iv is None else f"[{iv[0]:.3f}, {iv[1]:.3f}]"
 
@@ -183,12 +256,20 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=5, help="optimizer steps dropped at the start of each process")
     p.add_argument("--repeats", type=int, default=3, help="rounds; each runs every arm once")
     p.add_argument("--logging-steps", type=int, default=10)
-    p.add_argument("--arms", default=",".join(ARMS), help="comma list from: " + ", ".join(ARMS))
+    p.add_argument("--arms", help="comma list from: " + ", ".join(ARMS) + " (default: all that apply to the mode)")
     p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
     p.add_argument("--json", type=Path, help="write all raw timings here")
+    p.add_argument("--malloc", choices=["heap", "default"], default="heap",
+                   help="heap: glibc keeps freed blocks (no mmap / trim), so a step does not page-fault its logits back in")
+    p.add_argument("--paired", action="store_true",
+                   help="per-step cost from adjacent on / off steps inside each arm's process (see the module doc)")
     args = p.parse_args()
-    arms = args.arms.split(",")
-    assert arms[0] == "off" and all(a in ARMS for a in arms), "arms: 'off' first, then names from ARMS"
+    default = [a for a in ARMS if a not in (("off", "full") if args.paired else ("aa",))]
+    arms = args.arms.split(",") if args.arms else default
+    if args.paired:
+        assert "off" not in arms and all(a in ARMS for a in arms), "--paired arms: names from ARMS but off ('aa' is the A/A)"
+    else:
+        assert arms[0] == "off" and all(a in ARMS and a != "aa" for a in arms), "arms: 'off' first, then names from ARMS"
     assert args.steps > args.warmup + 1
 
     from transformers import AutoTokenizer
@@ -205,6 +286,8 @@ def main() -> None:
         make_dataset(tmp / "data", tokenizer, args.steps * args.batch * args.accum, args.min_len, args.max_len)
         (tmp / "launch.py").write_text(LAUNCHER)
         env = {"OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
+        if args.malloc == "heap":  # the same for every arm: see the module doc
+            env.update({"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40), "MALLOC_TOP_PAD_": str(1 << 30)})
         for r in range(args.repeats):
             order = arms[r % len(arms):] + arms[: r % len(arms)]
             for a in order:
@@ -212,14 +295,19 @@ def main() -> None:
                 steps_file = work / "steps.json"
                 work.mkdir(parents=True)
                 start = time.perf_counter()
-                proc = train(config(model, tmp / "data", work / "out", args, ARMS[a]), work,
-                             env={**env, "THINKBENCH_STEPS": str(steps_file)},
+                run_env = {**env, "THINKBENCH_STEPS": str(steps_file)}
+                if args.paired:
+                    run_env["THINKBENCH_PAIRED"] = f"{args.steps},{args.accum}"
+                    if a == "aa":
+                        run_env["THINKBENCH_AA"] = "1"
+                proc = train(config(model, tmp / "data", work / "out", args, ARMS[a]), work, env=run_env,
                              command=[sys.executable, str(tmp / "launch.py"), "train"])
                 wall = time.perf_counter() - start
                 if proc.returncode != 0 or not steps_file.is_file():
                     sys.exit(f"{a} run failed:\n{proc.stderr[-4000:]}")
-                steps = json.loads(steps_file.read_text())["steps"]
-                raw[a].append({"steps": steps, "wall": wall})
+                record = json.loads(steps_file.read_text())  # steps, and with --paired modes and tokens
+                steps = record["steps"]
+                raw[a].append({**record, "wall": wall})
                 if args.json:  # partial results survive an interrupted run
                     args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "raw": raw}))
                 kept = steps[args.warmup:]
@@ -231,6 +319,8 @@ def main() -> None:
           f"tokens (3/4 long <think>, 1/4 empty think), batch {args.batch} x accum {args.accum}, "
           f"logging every {args.logging_steps}; {args.steps} steps per process, first {args.warmup} dropped; "
           f"{args.repeats} rounds, arm order rotated; {time.time() - t_start:.0f} s in all")
+    if args.paired:
+        return paired_report(raw, arms, args)
     off = [np.array(x["steps"][args.warmup:]) for x in raw["off"]]
     off_wall = [x["wall"] for x in raw["off"]]
     print(f"off: step {np.mean(np.concatenate(off)):.3f} s, command {np.mean(off_wall):.1f} s")
@@ -247,6 +337,24 @@ def main() -> None:
         summary[a] = {"step_ratio": ratio, "step_boot95": b, "step_t95": t, "wall_ratio": wall_ratio, "wall_t95": tw,
                       "per_round_step": per_round, "per_round_wall": walls}
         print(f"| {a} | {ratio:.3f} | {fmt(b)} | {fmt(t)} | {wall_ratio:.3f} | {fmt(tw)} |")
+    if args.json:
+        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "raw": raw,
+                                         "summary": summary}, indent=1))
+
+
+def paired_report(raw: dict, arms: list[str], args) -> None:
+    print("per-step ratio on / off, adjacent steps of one process (time per token; a pair = one step each way)")
+    print("| arm | per-step ratio | 95% (bootstrap, pairs) | 95% (t, pairs) | pairs | off step (s) |")
+    print("|---|---|---|---|---|---|")
+    summary = {}
+    for a in arms:
+        pairs = paired_pairs(raw[a], args.warmup)
+        ratio = pairs[:, 0].mean() / pairs[:, 1].mean()
+        b, t = paired_boot(pairs), t_interval(list(pairs[:, 0] / pairs[:, 1]))
+        off_step = np.mean([t for x in raw[a] for i, (t, on) in enumerate(zip(x["steps"], x["modes"]))
+                            if not on and i >= args.warmup])
+        summary[a] = {"step_ratio": ratio, "step_boot95": b, "step_t95": t, "pairs": len(pairs)}
+        print(f"| {a} | {ratio:.3f} | {fmt(b)} | {fmt(t)} | {len(pairs)} | {off_step:.2f} |")
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "raw": raw,
                                          "summary": summary}, indent=1))

@@ -155,6 +155,43 @@ class ThinkTags:
         blocks = _blocks(events, edges[0::2], edges[1::2])
         return valid, self._extend(blocks, flat_ids, empty) if blocks else []
 
+    def _scan_single(self, lab: np.ndarray, empty: bool) -> tuple[np.ndarray, list[tuple[int, int, bool]]]:
+        """`_scan` for single-token tags and no attention mask (Qwen3, R1-Distill): the same result with the
+        fewest passes over the batch. Right after LF's collator the labels and numpy's code are cold in
+        the cache, so each batch-wide operation costs several times its warm time: the segment edges of
+        only the segments holding an event are found with `bytes.find` on the valid map instead."""
+        seq = lab.shape[1]
+        valid = np.not_equal(lab, IGNORE_INDEX)  # contiguous: the caller views it as the int8 span map
+        flat = lab.reshape(-1)  # IGNORE_INDEX matches no tag and no whitespace id
+        events = self._events(flat, seq)
+        if not events:
+            return valid, []
+        bits = valid.tobytes()
+        starts: list[int] = []
+        ends: list[int] = []
+        for pos, *_ in events:  # events are valid positions, in row-major order
+            if starts and starts[-1] <= pos < ends[-1]:
+                continue
+            row = pos - pos % seq
+            end = bits.find(b"\0", pos, row + seq)
+            starts.append(bits.rfind(b"\0", row, pos) + 1 or row)
+            ends.append(row + seq if end < 0 else end)
+        blocks = _blocks(events, starts, ends)
+        return valid, self._extend_single(blocks, flat, empty)
+
+    def _extend_single(self, blocks: list[list], flat: np.ndarray, empty: bool) -> list[tuple[int, int, bool]]:
+        """`_extend` for single-token tags (no carry, no mixed tag), reading the few tokens it needs one by one:
+        on a cold cache that beats the batched gather (about 30 vs 90 us per 8 x 2048 batch)."""
+        ws, item = self.whitespace_ids, flat.item
+        out = []
+        for start, end, closed, lo, hi, seg_end, _, _ in blocks:
+            if closed:
+                while end < seg_end and item(end) in ws:
+                    end += 1
+            # all() stops at the first token that is not whitespace: a full block costs one read
+            out.append((start, end, empty and closed and all(item(i) in ws for i in range(lo, hi))))
+        return out
+
     def _events(self, flat: np.ndarray, seq: int) -> list[tuple]:
         """(flat pos, kind, open_len, close_len, carry, mixed) per event, in row-major order."""
         if self.single_token:
@@ -220,8 +257,12 @@ def apply_policy(tags: ThinkTags, labels: torch.Tensor, attention_mask: torch.Te
     """
     in_place = labels.device.type == "cpu" and labels.is_contiguous()
     lab = labels.numpy() if in_place else _np(labels).copy()
-    valid, blocks = tags._scan(lab, attention_mask, empty=policy == "mask_empty")
-    kinds = valid.astype(np.int8)  # ANSWER == 1
+    if tags.single_token and attention_mask is None:
+        valid, blocks = tags._scan_single(lab, empty=policy == "mask_empty")
+        kinds = valid.view(np.int8)  # ANSWER == 1; valid is ours and contiguous
+    else:
+        valid, blocks = tags._scan(lab, attention_mask, empty=policy == "mask_empty")
+        kinds = valid.astype(np.int8)
     flat_kinds, flat_labels = kinds.reshape(-1), lab.reshape(-1)
     mask_all, mask_empty, masked = policy == "mask_reasoning", policy == "mask_empty", False
     for start, end, is_empty in blocks:
