@@ -240,6 +240,14 @@ def paired_boot(pairs: np.ndarray, draws: int = 2000, seed: int = 0):
     return float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))
 
 
+def write_json(args, raw: dict, summary: dict | None = None) -> None:
+    """Every raw timing (and the summary once there is one) to --json."""
+    out = {"args": {k: str(v) for k, v in vars(args).items()}, "raw": raw}
+    if summary is not None:
+        out["summary"] = summary
+    args.json.write_text(json.dumps(out, indent=1))
+
+
 def fmt(iv) -> str:
     return "n/a (1 round)" if iv is None else f"[{iv[0]:.3f}, {iv[1]:.3f}]"
 
@@ -309,7 +317,7 @@ def main() -> None:
                 steps = record["steps"]
                 raw[a].append({**record, "wall": wall})
                 if args.json:  # partial results survive an interrupted run
-                    args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "raw": raw}))
+                    write_json(args, raw)
                 kept = steps[args.warmup:]
                 print(f"  round {r} {a:<16} wall {wall:7.1f} s  step mean {np.mean(kept):.3f} s  "
                       f"(median {np.median(kept):.3f}, {len(kept)} steps kept)", flush=True)
@@ -338,8 +346,7 @@ def main() -> None:
                       "per_round_step": per_round, "per_round_wall": walls}
         print(f"| {a} | {ratio:.3f} | {fmt(b)} | {fmt(t)} | {wall_ratio:.3f} | {fmt(tw)} |")
     if args.json:
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "raw": raw,
-                                         "summary": summary}, indent=1))
+        write_json(args, raw, summary)
 
 
 def paired_report(raw: dict, arms: list[str], args) -> None:
@@ -356,8 +363,7 @@ def paired_report(raw: dict, arms: list[str], args) -> None:
         summary[a] = {"step_ratio": ratio, "step_boot95": b, "step_t95": t, "pairs": len(pairs)}
         print(f"| {a} | {ratio:.3f} | {fmt(b)} | {fmt(t)} | {len(pairs)} | {off_step:.2f} |")
     if args.json:
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "raw": raw,
-                                         "summary": summary}, indent=1))
+        write_json(args, raw, summary)
 
 
 if __name__ == "__main__":

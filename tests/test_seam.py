@@ -72,7 +72,10 @@ def test_uninstall_restores_lf_and_install_is_repeatable():
     assert parser.read_args.__name__ == "read_args_with_thinkplugin"
 
 
-def test_lf_key_typo_gets_a_did_you_mean_while_the_plugin_reads():
+@pytest.mark.parametrize("allow_extra", [None, "1"])
+def test_lf_key_typo_gets_a_did_you_mean_while_the_plugin_reads(allow_extra, monkeypatch):
+    if allow_extra:  # LF's escape hatch would drop the typo silently; the plugin checks its keys anyway
+        monkeypatch.setenv("ALLOW_EXTRA_ARGS", allow_extra)
     register()
     with pytest.raises(OptionsError, match=r"unknown LLaMA-Factory key `learning_rat`. Did you mean `learning_rate`\?"):
         parser.read_args({"model_name_or_path": "m", "learning_rat": 1e-4, "thinkplugin": {}})
