@@ -40,6 +40,10 @@ IGNORE_INDEX = -100
 OUTSIDE, ANSWER, REASONING = 0, 1, 2
 
 _OPEN, _CLOSE, _STOP = 1, 2, 3  # event kinds
+_NONE, _IN, _OUT = 0, 1, 2  # a segment's state in the block rules: no event yet / in a block / after one
+# single-token tags: the span-map codes of ThinkTags._codes() (0 and 1 are OUTSIDE and ANSWER), and their events
+_CODE_OPEN, _CODE_CLOSE, _CODE_STOP = 3, 4, 5
+_SINGLE_EVENTS = ((bytes([_CODE_OPEN]), _OPEN), (bytes([_CODE_CLOSE]), _CLOSE), (bytes([_CODE_STOP]), _STOP))
 
 # contexts a tag is tokenized in to collect its token variants (left, right of the tag)
 _LEFT = ("", "\n", "\n\n", " ", "a", "A", "1", ".", "。", ")", ":", "}", "'", '"', "*", "你", ">")
@@ -155,42 +159,85 @@ class ThinkTags:
         blocks = _blocks(events, edges[0::2], edges[1::2])
         return valid, self._extend(blocks, flat_ids, empty) if blocks else []
 
-    def _scan_single(self, lab: np.ndarray, empty: bool) -> tuple[np.ndarray, list[tuple[int, int, bool]]]:
-        """`_scan` for single-token tags and no attention mask (Qwen3, R1-Distill): the same result with the
-        fewest passes over the batch. Right after LF's collator the labels and numpy's code are cold in
-        the cache, so each batch-wide operation costs several times its warm time: the segment edges of
-        only the segments holding an event are found with `bytes.find` on the valid map instead."""
-        seq = lab.shape[1]
-        valid = np.not_equal(lab, IGNORE_INDEX)  # contiguous: the caller views it as the int8 span map
-        flat = lab.reshape(-1)  # IGNORE_INDEX matches no tag and no whitespace id
-        events = self._events(flat, seq)
-        if not events:
-            return valid, []
-        bits = valid.tobytes()
-        starts: list[int] = []
-        ends: list[int] = []
-        for pos, *_ in events:  # events are valid positions, in row-major order
-            if starts and starts[-1] <= pos < ends[-1]:
-                continue
-            row = pos - pos % seq
-            end = bits.find(b"\0", pos, row + seq)
-            starts.append(bits.rfind(b"\0", row, pos) + 1 or row)
-            ends.append(row + seq if end < 0 else end)
-        blocks = _blocks(events, starts, ends)
-        return valid, self._extend_single(blocks, flat, empty)
+    def _codes(self) -> np.ndarray:
+        """int8 lookup table for single-token tags, read by `take(labels, mode="wrap")`: 0 for IGNORE_INDEX
+        (it wraps to row len - 100, no token id), _CODE_OPEN / _CODE_CLOSE / _CODE_STOP for the tags and
+        stops, 1 (ANSWER) for every other id. Made once per tags."""
+        cached = self.__dict__.get("_code_table")
+        if cached is None:
+            cached = np.ones(self.vocab_size + 101, dtype=np.int8)
+            cached[IGNORE_INDEX] = 0
+            cached[self.stop_ids] = _CODE_STOP
+            cached[self.open_id], cached[self.close_id] = _CODE_OPEN, _CODE_CLOSE
+            self.__dict__["_code_table"] = cached
+        return cached
 
-    def _extend_single(self, blocks: list[list], flat: np.ndarray, empty: bool) -> list[tuple[int, int, bool]]:
-        """`_extend` for single-token tags (no carry, no mixed tag), reading the few tokens it needs one by one:
-        on a cold cache that beats the batched gather (about 30 vs 90 us per 8 x 2048 batch)."""
+    def _apply_single(self, lab: np.ndarray, policy: str) -> np.ndarray:
+        """`apply_policy` for single-token tags and no attention mask (Qwen3, R1-Distill) on C-contiguous label
+        ids `lab`, masked in place; returns the int8 span map.
+
+        Right after LF's collator the caches are cold and every numpy call or Python step costs tens of
+        microseconds, so this takes as few as it can: one table lookup gives the map's ANSWER / OUTSIDE and
+        marks the tags and stops; `bytes.find` (memchr) lists those events and each event's segment edges;
+        the block rules of `_blocks` then run inline, reading single tokens for the whitespace after a block
+        and the empty test. tests/test_spans.py checks it against `find()`, which takes the general path."""
+        seq = lab.shape[1]
+        codes = self._codes().take(lab, mode="wrap")
+        marks = codes.tobytes()
+        find, rfind = marks.find, marks.rfind
+        events = []
+        for code, kind in _SINGLE_EVENTS:
+            p = find(code)
+            while p >= 0:
+                events.append((p, kind))
+                p = find(code, p + 1)
+        if not events:
+            return codes
+        events.sort()
+        kinds, flat = codes.reshape(-1), lab.reshape(-1)
         ws, item = self.whitespace_ids, flat.item
-        out = []
-        for start, end, closed, lo, hi, seg_end, _, _ in blocks:
-            if closed:
-                while end < seg_end and item(end) in ws:
-                    end += 1
+        mask_all, mask_empty = policy == "mask_reasoning", policy == "mask_empty"
+
+        def close(start: int, end: int, lo: int, hi: int) -> None:  # a closed block: its whitespace, empty test, writes
+            while end < seg_end and item(end) in ws:
+                end += 1
+            kinds[start:end] = REASONING
             # all() stops at the first token that is not whitespace: a full block costs one read
-            out.append((start, end, empty and closed and all(item(i) in ws for i in range(lo, hi))))
-        return out
+            if mask_all or (mask_empty and all(item(i) in ws for i in range(lo, hi))):
+                flat[start:end] = IGNORE_INDEX
+
+        def cut(start: int, end: int) -> None:  # an open block ended by a stop or by its segment's end
+            kinds[start:end] = REASONING
+            if mask_all:
+                flat[start:end] = IGNORE_INDEX
+
+        seg_start = seg_end = -1
+        state, start = _NONE, -1
+        for pos, kind in events:
+            kinds[pos] = ANSWER  # the table's event codes; blocks overwrite theirs below
+            if pos >= seg_end:  # the first event of a segment: find its edges
+                if state == _IN:
+                    cut(start, seg_end)
+                row = pos - pos % seq
+                seg_start = rfind(b"\0", row, pos) + 1 or row
+                end = find(b"\0", pos, row + seq)
+                seg_end, state = row + seq if end < 0 else end, _NONE
+            if kind == _OPEN:
+                if state != _IN:  # a nested / repeated open tag stays in the open block
+                    state, start = _IN, pos
+            elif kind == _CLOSE:
+                if state == _IN:
+                    close(start, pos + 1, start + 1, pos)
+                elif state == _NONE:  # nothing open: the block started at the segment start (open tag in the prompt)
+                    close(seg_start, pos + 1, seg_start, pos)
+                state = _OUT  # a close with a closed block before it is answer text
+            else:  # end of turn: ends an open block and stays outside it
+                if state == _IN:
+                    cut(start, pos)
+                state = _OUT
+        if state == _IN:
+            cut(start, seg_end)
+        return codes
 
     def _events(self, flat: np.ndarray, seq: int) -> list[tuple]:
         """(flat pos, kind, open_len, close_len, carry, mixed) per event, in row-major order."""
@@ -258,11 +305,13 @@ def apply_policy(tags: ThinkTags, labels: torch.Tensor, attention_mask: torch.Te
     in_place = labels.device.type == "cpu" and labels.is_contiguous()
     lab = labels.numpy() if in_place else _np(labels).copy()
     if tags.single_token and attention_mask is None:
-        valid, blocks = tags._scan_single(lab, empty=policy == "mask_empty")
-        kinds = valid.view(np.int8)  # ANSWER == 1; valid is ours and contiguous
-    else:
-        valid, blocks = tags._scan(lab, attention_mask, empty=policy == "mask_empty")
-        kinds = valid.astype(np.int8)
+        kinds = tags._apply_single(lab, policy)
+        if not in_place and policy != "full":
+            labels.copy_(torch.from_numpy(lab))
+        out = torch.from_numpy(kinds)
+        return out if labels.device.type == "cpu" else out.to(labels.device)
+    valid, blocks = tags._scan(lab, attention_mask, empty=policy == "mask_empty")
+    kinds = valid.astype(np.int8)
     flat_kinds, flat_labels = kinds.reshape(-1), lab.reshape(-1)
     mask_all, mask_empty, masked = policy == "mask_reasoning", policy == "mask_empty", False
     for start, end, is_empty in blocks:
