@@ -9,7 +9,9 @@ dataloader). A round times both, in an order that alternates by round, with the 
 before and kept off during each call (as `timeit` does: a collection landing in one call is noise, not
 that collator's cost). The ratio is the median over rounds of the paired ratio think/LF, with a 95%
 bootstrap interval (resampled rounds); the medians of each side are printed too (target <= 1.10,
-stretch 1.03). Peak memory: each collator runs once in a fresh child process; the peak RSS above the
+stretch 1.03). The in-call split times LF's class `__call__` inside the think collator's own call (both
+collators go through the same timing wrapper): the plugin's own work per batch over LF's in that call,
+free of the call-to-call spread of LF's collator. Peak memory: each collator runs once in a fresh child process; the peak RSS above the
 RSS just before the call is compared (ratio printed).
 
     python benchmarks/bench_collator.py [--rounds 400] [--policy mask_empty] [--batch 8] [--seq 2048]

@@ -50,12 +50,19 @@ kernel and page-faults it back in the next step: measured, that was about 3/4 of
 MALLOC_MMAP_MAX_=0 and a huge MALLOC_TRIM_THRESHOLD_ for every arm alike, so freed blocks are reused;
 a GPU's caching allocator does the same. `--malloc default` measures without.
 
+Threads. With --threads equal to the cores, any other work on the machine stalls one of torch's threads
+and so the whole step: on 2 cores the A/A arm's per-pair log-ratio spread was 0.169 with 2 threads and
+0.073 with 1 (steps 4.6 vs 8.0 s), so one thread resolves a given width in about a third of the time.
+Warm-up. The first logging step pays one-time allocations of the span loss (one 12 s step where the
+others take 7-8 s); the default warm-up (--logging-steps) drops it from the per-step figures, which are
+the steady state. The whole command (process mode) includes it.
+
     # full size (6 arms x 3 rounds of 100 steps of 8 samples up to 2048 tokens: ~2 min a step on
     # 2 cores, days in all; meant for a quiet many-core machine)
     python benchmarks/bench_train_overhead.py --steps 100 --repeats 3
-    # per-step cost, paired (recorded in docs/benchmarks.md; ~25 min on 2 cores)
-    python benchmarks/bench_train_overhead.py --paired --min-len 1024 --max-len 1024 --accum 2 --steps 48 \
-        --warmup 4 --repeats 1
+    # per-step cost, paired, one thread (recorded in docs/benchmarks.md; ~9 min per arm on 2 cores)
+    python benchmarks/bench_train_overhead.py --paired --min-len 1024 --max-len 1024 --accum 2 --steps 60 \\
+        --warmup 10 --repeats 1 --threads 1 --arms mask_empty_span,full_w0.5,mask_reasoning
     # process-alternating reduced run (30 min on 2 busy cores, default malloc; did not resolve 2%)
     python benchmarks/bench_train_overhead.py --min-len 1024 --max-len 1024 --accum 1 --steps 9 \\
         --warmup 2 --repeats 3 --logging-steps 3 --arms off,full_w0.5,mask_empty,mask_reasoning,mask_empty_span
@@ -261,7 +268,8 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--accum", type=int, default=8)
     p.add_argument("--steps", type=int, default=100)
-    p.add_argument("--warmup", type=int, default=5, help="optimizer steps dropped at the start of each process")
+    p.add_argument("--warmup", type=int, help="optimizer steps dropped at the start of each process (default: "
+                   "--logging-steps, so the first logging step, which pays the span loss's one-time allocations, is dropped)")
     p.add_argument("--repeats", type=int, default=3, help="rounds; each runs every arm once")
     p.add_argument("--logging-steps", type=int, default=10)
     p.add_argument("--arms", help="comma list from: " + ", ".join(ARMS) + " (default: all that apply to the mode)")
@@ -272,6 +280,8 @@ def main() -> None:
     p.add_argument("--paired", action="store_true",
                    help="per-step cost from adjacent on / off steps inside each arm's process (see the module doc)")
     args = p.parse_args()
+    if args.warmup is None:
+        args.warmup = max(2, args.logging_steps)
     default = [a for a in ARMS if a not in (("off", "full") if args.paired else ("aa",))]
     arms = args.arms.split(",") if args.arms else default
     if args.paired:
@@ -351,8 +361,8 @@ def main() -> None:
 
 def paired_report(raw: dict, arms: list[str], args) -> None:
     print("per-step ratio on / off, adjacent steps of one process (time per token; a pair = one step each way)")
-    print("| arm | per-step ratio | 95% (bootstrap, pairs) | 95% (t, pairs) | pairs | off step (s) |")
-    print("|---|---|---|---|---|---|")
+    print("| arm | per-step ratio | 95% (bootstrap, pairs) | 95% (t, pairs) | pairs | sd of log-ratio | off step (s) |")
+    print("|---|---|---|---|---|---|---|")
     summary = {}
     for a in arms:
         pairs = paired_pairs(raw[a], args.warmup)
@@ -360,8 +370,9 @@ def paired_report(raw: dict, arms: list[str], args) -> None:
         b, t = paired_boot(pairs), t_interval(list(pairs[:, 0] / pairs[:, 1]))
         off_step = np.mean([t for x in raw[a] for i, (t, on) in enumerate(zip(x["steps"], x["modes"]))
                             if not on and i >= args.warmup])
-        summary[a] = {"step_ratio": ratio, "step_boot95": b, "step_t95": t, "pairs": len(pairs)}
-        print(f"| {a} | {ratio:.3f} | {fmt(b)} | {fmt(t)} | {len(pairs)} | {off_step:.2f} |")
+        sd = float(np.log(pairs[:, 0] / pairs[:, 1]).std(ddof=1))  # pairs for +-2%: about (1.96 * sd / 0.02) ** 2
+        summary[a] = {"step_ratio": ratio, "step_boot95": b, "step_t95": t, "pairs": len(pairs), "sd_log_ratio": sd}
+        print(f"| {a} | {ratio:.3f} | {fmt(b)} | {fmt(t)} | {len(pairs)} | {sd:.3f} | {off_step:.2f} |")
     if args.json:
         write_json(args, raw, summary)
 

@@ -18,9 +18,10 @@ are matched as token subsequences: the tag is tokenized in many contexts, and th
 token of each variant becomes a class "any token ending / starting with this piece", because
 BPE glues neighbouring punctuation or letters onto the tag's edge tokens (`.</`, `>x`, `>\\n\\n`).
 
-The scan over the batch (tags, end-of-turn tokens, segment edges) is vectorised with torch; the few
+The scan over the batch (tags, end-of-turn tokens, segment edges) is vectorised with numpy; the few
 events it finds go through the rules above in plain Python, and blocks are written back as slices,
-so the cost stays a small fraction of LF's own collation (benchmarks/bench_collator.py).
+so the cost stays a small fraction of LF's own collation (benchmarks/bench_collator.py). Single-token
+tags with no attention mask take a shorter path (`ThinkTags._apply_single`) with fewer calls.
 """
 
 from __future__ import annotations
