@@ -306,20 +306,17 @@ def apply_policy(tags: ThinkTags, labels: torch.Tensor, attention_mask: torch.Te
     in_place = labels.device.type == "cpu" and labels.is_contiguous()
     lab = labels.numpy() if in_place else _np(labels).copy()
     if tags.single_token and attention_mask is None:
-        kinds = tags._apply_single(lab, policy)
-        if not in_place and policy != "full":
-            labels.copy_(torch.from_numpy(lab))
-        out = torch.from_numpy(kinds)
-        return out if labels.device.type == "cpu" else out.to(labels.device)
-    valid, blocks = tags._scan(lab, attention_mask, empty=policy == "mask_empty")
-    kinds = valid.astype(np.int8)
-    flat_kinds, flat_labels = kinds.reshape(-1), lab.reshape(-1)
-    mask_all, mask_empty, masked = policy == "mask_reasoning", policy == "mask_empty", False
-    for start, end, is_empty in blocks:
-        flat_kinds[start:end] = REASONING
-        if mask_all or (mask_empty and is_empty):
-            flat_labels[start:end] = IGNORE_INDEX
-            masked = True
+        kinds, masked = tags._apply_single(lab, policy), policy != "full"
+    else:
+        valid, blocks = tags._scan(lab, attention_mask, empty=policy == "mask_empty")
+        kinds = valid.astype(np.int8)
+        flat_kinds, flat_labels = kinds.reshape(-1), lab.reshape(-1)
+        mask_all, mask_empty, masked = policy == "mask_reasoning", policy == "mask_empty", False
+        for start, end, is_empty in blocks:
+            flat_kinds[start:end] = REASONING
+            if mask_all or (mask_empty and is_empty):
+                flat_labels[start:end] = IGNORE_INDEX
+                masked = True
     if masked and not in_place:
         labels.copy_(torch.from_numpy(lab))
     out = torch.from_numpy(kinds)
