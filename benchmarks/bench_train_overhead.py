@@ -53,6 +53,10 @@ a GPU's caching allocator does the same. `--malloc default` measures without.
 Threads. With --threads equal to the cores, any other work on the machine stalls one of torch's threads
 and so the whole step: on 2 cores the A/A arm's per-pair log-ratio spread was 0.169 with 2 threads and
 0.073 with 1 (steps 4.6 vs 8.0 s), so one thread resolves a given width in about a third of the time.
+Pinning. `--cpus 0` pins the script and every arm's process to core 0 (sched_setaffinity, inherited by
+the children): the scheduler no longer moves the one torch thread between cores and their caches. Pinned,
+the per-pair spread fell from 0.073 to 0.016-0.038, with a second pinned benchmark on the other core; two
+pinned runs on two cores measure two sets of arms at once.
 Warm-up. The first logging step pays one-time allocations of the span loss (one 12 s step where the
 others take 7-8 s); the default warm-up (--logging-steps) drops it from the per-step figures, which are
 the steady state. The whole command (process mode) includes it.
@@ -60,9 +64,12 @@ the steady state. The whole command (process mode) includes it.
     # full size (6 arms x 3 rounds of 100 steps of 8 samples up to 2048 tokens: ~2 min a step on
     # 2 cores, days in all; meant for a quiet many-core machine)
     python benchmarks/bench_train_overhead.py --steps 100 --repeats 3
-    # per-step cost, paired, one thread (recorded in docs/benchmarks.md; ~9 min per arm on 2 cores)
-    python benchmarks/bench_train_overhead.py --paired --min-len 1024 --max-len 1024 --accum 2 --steps 60 \\
-        --warmup 10 --repeats 1 --threads 1 --arms mask_empty_span,full_w0.5,mask_reasoning
+    # per-step cost, paired, one pinned thread (recorded in docs/benchmarks.md; ~18 min per arm on 2 cores)
+    python benchmarks/bench_train_overhead.py --paired --min-len 1024 --max-len 1024 --accum 2 --steps 160 \\
+        --warmup 10 --repeats 1 --threads 1 --cpus 0 --arms full_w0.5,mask_reasoning
+    # whole command at 100 steps, alternating processes (recorded; ~6 min per process)
+    python benchmarks/bench_train_overhead.py --min-len 1024 --max-len 1024 --accum 1 --steps 100 \\
+        --repeats 3 --threads 1 --cpus 1 --arms off,mask_empty_span,full_w0.5
     # process-alternating reduced run (30 min on 2 busy cores, default malloc; did not resolve 2%)
     python benchmarks/bench_train_overhead.py --min-len 1024 --max-len 1024 --accum 1 --steps 9 \\
         --warmup 2 --repeats 3 --logging-steps 3 --arms off,full_w0.5,mask_empty,mask_reasoning,mask_empty_span
@@ -274,12 +281,15 @@ def main() -> None:
     p.add_argument("--logging-steps", type=int, default=10)
     p.add_argument("--arms", help="comma list from: " + ", ".join(ARMS) + " (default: all that apply to the mode)")
     p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
+    p.add_argument("--cpus", help="pin this script and every arm to these cores (comma list, e.g. 0); see the module doc")
     p.add_argument("--json", type=Path, help="write all raw timings here")
     p.add_argument("--malloc", choices=["heap", "default"], default="heap",
                    help="heap: glibc keeps freed blocks (no mmap / trim), so a step does not page-fault its logits back in")
     p.add_argument("--paired", action="store_true",
                    help="per-step cost from adjacent on / off steps inside each arm's process (see the module doc)")
     args = p.parse_args()
+    if args.cpus:  # inherited by every arm's process
+        os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
     if args.warmup is None:
         args.warmup = max(2, args.logging_steps)
     default = [a for a in ARMS if a not in (("off", "full") if args.paired else ("aa",))]
@@ -333,7 +343,7 @@ def main() -> None:
                       f"(median {np.median(kept):.3f}, {len(kept)} steps kept)", flush=True)
 
     print(f"\nQwen3-architecture model, hidden {args.hidden}, {args.layers} layers, vocab 151,936 (real Qwen3 "
-          f"tokenizer), full fine-tune fp32 on CPU, {args.threads} threads; samples {args.min_len}-{args.max_len} "
+          f"tokenizer), full fine-tune fp32 on CPU, {args.threads} threads on cores {sorted(os.sched_getaffinity(0))}; samples {args.min_len}-{args.max_len} "
           f"tokens (3/4 long <think>, 1/4 empty think), batch {args.batch} x accum {args.accum}, "
           f"logging every {args.logging_steps}; {args.steps} steps per process, first {args.warmup} dropped; "
           f"{args.repeats} rounds, arm order rotated; {time.time() - t_start:.0f} s in all")
