@@ -6,7 +6,10 @@ plan) and edits `lf_args` in place before LF's HfArgumentParser sees them. The s
 context to LF's run (patched names or native hooks); every later moment of the run is a method
 here that hands the context's own options and plan to the capability that acts:
 
-    dataset(...)        each aligned dataset: the malformed-think-tag report (data/)
+    dataset(...)        each aligned dataset: the malformed-think-tag report (data/); kept to name failing samples
+    template_setup()    LF fixing the template to the tokenizer: a chat template `native` cannot use, refused
+    sample_errors()     LF tokenizing: a sample the template cannot encode, refused naming it (data/sample_errors.py)
+    check_trained(...)  the tokenized training set: no trained token left (`cutoff_len`), refused
     tokenizer(...)      the tokenizer LF loaded, replaced where its class corrupts ids (loading/)
     peft_config(...)    the PEFT config LF built: token_init rows made trainable (tokens/)
     collator(...)       the SFT collator: think_loss policies and the span map (loss/)
@@ -47,6 +50,7 @@ class RunContext:
     _model_dir: Optional[Path] = field(default=None, repr=False)
     _tokenizer: Any = field(default=None, repr=False)
     _eval_callback: Any = field(default=None, repr=False)
+    _aligned: list = field(default_factory=list, repr=False)  # (dataset name, aligned dataset): where samples are found
 
     # --- before LF parses its arguments ---------------------------------------------------------
 
@@ -115,9 +119,11 @@ class RunContext:
             print(f"[lf_thinkplugin] error: {err}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
 
-    def dataset(self, dataset: Any, dataset_attr: Any, data_args: Any) -> Any:
+    def dataset(self, dataset: Any, dataset_attr: Any, data_args: Any, name: Optional[str] = None) -> Any:
+        """`name`: the dataset's name in the YAML's `dataset:` (LF hands over its attributes only)."""
         from ..data.malformed import report_malformed
 
+        self._aligned.append((name or str(dataset_attr.dataset_name), dataset))  # as in the file: sample indices
         with self.refusals():
             dataset = report_malformed(dataset, dataset_attr.dataset_name, data_args.template, self.options.on_malformed)
             if self.options.expand_turns:
@@ -125,6 +131,54 @@ class RunContext:
 
                 dataset = expand_turns(dataset, dataset_attr.dataset_name)
             return dataset
+
+    @contextlib.contextmanager
+    def template_setup(self, tokenizer: Any) -> Iterator[None]:
+        """LF fixing the run's template to its tokenizer: a chat template `native` cannot use is refused (exit 2)."""
+        from ..templates.native import NativeTemplateError
+
+        with self.refusals():
+            try:
+                yield
+            except NativeTemplateError as err:
+                try:
+                    folder = str(self.model_dir)
+                except Exception:  # noqa: BLE001 - only for the message
+                    folder = str(getattr(tokenizer, "name_or_path", "") or self.model.name_or_path)
+                which = {"native": "`thinkplugin.template: native`",
+                         "auto": "`thinkplugin.template: auto` (which chose `native`)"}.get(
+                    str(self.options.template), "`template: native`")
+                raise OptionsError(
+                    f"{which} trains with the model's own chat template, and the model folder {folder} has none it can "
+                    f"use: {err}. Fix: give that folder the model's chat template (`chat_template.jinja`, or "
+                    "`chat_template` in tokenizer_config.json, as the base model ships it), or set `thinkplugin.template` "
+                    f"to a named template (`lf-think doctor --model {folder}` shows which match the model)") from None
+
+    @contextlib.contextmanager
+    def sample_errors(self, names: list[str]) -> Iterator[None]:
+        """LF tokenizing a dataset: a sample the template cannot encode is refused, named (exit 2).
+
+        `names`: the datasets being tokenized, for the message when the sample is not found again.
+        """
+        from ..data.sample_errors import find_sample_error, sample_message
+
+        with self.refusals():
+            try:
+                yield
+            except Exception as err:  # noqa: BLE001 - `datasets` and its worker pool re-raise or wrap
+                found = find_sample_error(err)
+                if found is None:
+                    raise
+                raise OptionsError(sample_message(found, self._aligned, names)) from None
+
+    def check_trained(self, dataset: Any, names: list[str], cutoff_len: int, ignore_index: int) -> None:
+        """A tokenized training set in which no sample keeps a trained token is refused (exit 2), naming `cutoff_len`."""
+        from ..data.sample_errors import no_trained_token, no_trained_token_message
+
+        longest = no_trained_token(dataset, ("labels", "chosen_labels", "rejected_labels"), ignore_index)
+        if longest is not None:
+            with self.refusals():
+                raise OptionsError(no_trained_token_message(names, len(dataset), longest, cutoff_len))
 
     def tokenizer(self, tokenizer: Any, model_args: Any) -> Any:
         from ..loading.tokenizer import fix_lf_tokenizer

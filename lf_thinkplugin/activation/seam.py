@@ -12,9 +12,13 @@ Two modes:
   `llamafactory.train.tuner` when already imported) is wrapped at registration; while a context is
   bound, these LF names are rebound to closures over it (restored when it is unbound):
   the SFT workflow's collator and trainer classes; the loader's `align_dataset` (malformed-tag
-  report); the model loader's `AutoTokenizer` (faithful tokenizers); the adapter's `get_peft_model`
-  (token_init rows); and the tuner's `run_pt / run_sft / run_rm / run_dpo / run_kto`, which get the
-  run's callbacks, for every stage. A run without a block executes LF's code untouched.
+  report) and `_get_preprocessed_dataset` (a sample the template cannot encode, or a training set
+  with no trained token: exit 2 naming it); each workflow's `get_template_and_fix_tokenizer` (a chat
+  template `native` cannot use: exit 2 before the model loads); the model loader's `AutoTokenizer`
+  (faithful tokenizers); the adapter's `get_peft_model` (token_init rows); and the tuner's
+  `run_pt / run_sft / run_rm / run_dpo / run_kto`, which get the run's callbacks, for every stage.
+  A run without a block executes LF's code untouched. (LF's native hooks have no tokenization or
+  template-setup hook: there these failures stay LF's exceptions.)
 
 Launchers: torchrun workers re-read the YAML themselves. `USE_RAY=1` (LF's Ray launcher) with a
 block is refused before any work (`RAY_REFUSAL`): LF 0.9.5's Ray path cannot train on CPU, so the
@@ -98,7 +102,8 @@ def install() -> list[str]:
             native.register_collator_factory("sft", lambda base_cls, **kw: _call("collator", base_cls, **kw))
             native.register_trainer_factory("sft", lambda base_cls, **kw: _call("trainer", base_cls, **kw))
             native.register_callbacks(lambda: bound().callbacks() if bound() else [])
-            native.register_dataset_hook(lambda ds, attr, data_args: bound().dataset(ds, attr, data_args) if bound() else ds)
+            native.register_dataset_hook(
+                lambda ds, attr, data_args: bound().dataset(ds, attr, data_args, dataset_key(attr, data_args)) if bound() else ds)
             native.register_tokenizer_hook(lambda tok, model_args: bound().tokenizer(tok, model_args) if bound() else tok)
             native.register_peft_config_hook(lambda model, cfg: bound().peft_config(model, cfg) if bound() else cfg)
             mode = "native"
@@ -240,6 +245,8 @@ def _set_run(module: Any, attr: str, value: Any) -> None:
 
 def _bind_patched(ctx: Any) -> None:
     """Rebind LF's run names to closures over `ctx` (restored by end_run)."""
+    import importlib
+
     import llamafactory.data.loader as loader
     import llamafactory.model.adapter as adapter
     import llamafactory.model.loader as model_loader
@@ -252,9 +259,35 @@ def _bind_patched(ctx: Any) -> None:
     _set_run(workflow, "CustomSeq2SeqTrainer", lambda **kw: ctx.trainer(base_trainer, **kw))
 
     def align_dataset_with_report(dataset, dataset_attr, data_args, training_args):
-        return ctx.dataset(align_dataset(dataset, dataset_attr, data_args, training_args), dataset_attr, data_args)
+        aligned = align_dataset(dataset, dataset_attr, data_args, training_args)
+        return ctx.dataset(aligned, dataset_attr, data_args, dataset_key(dataset_attr, data_args))
 
     _set_run(loader, "align_dataset", align_dataset_with_report)
+
+    # LF tokenizes each (merged) dataset through `_get_preprocessed_dataset` (by name, from `get_dataset`), before
+    # it saves `tokenized_path`: a sample the template cannot encode, or a training set with no trained token,
+    # is refused there (exit 2), nothing saved.
+    preprocess = loader._get_preprocessed_dataset
+
+    def get_preprocessed_dataset_with_checks(dataset, data_args, training_args, stage, template, tokenizer,
+                                             processor=None, is_eval=False):
+        names = list((data_args.eval_dataset if is_eval and data_args.eval_dataset else data_args.dataset) or [])
+        with ctx.sample_errors(names):
+            out = preprocess(dataset, data_args, training_args, stage, template, tokenizer, processor, is_eval)
+        if out is not None and not is_eval:
+            from llamafactory.extras.constants import IGNORE_INDEX
+
+            ctx.check_trained(out, names, data_args.cutoff_len, IGNORE_INDEX)
+        return out
+
+    _set_run(loader, "_get_preprocessed_dataset", get_preprocessed_dataset_with_checks)
+
+    # Each stage's workflow fixes the template to the tokenizer (by name) before it loads the model: a chat
+    # template that `native` cannot use is refused there, before any weight is read.
+    for stage in ("pt", "sft", "rm", "dpo", "kto"):
+        module = importlib.import_module(f"llamafactory.train.{stage}.workflow")
+        if hasattr(module, "get_template_and_fix_tokenizer"):
+            _set_run(module, "get_template_and_fix_tokenizer", _with_template_setup(module.get_template_and_fix_tokenizer, ctx))
 
     class FaithfulAutoTokenizer:  # what LF's `load_tokenizer` calls as `AutoTokenizer`
         @staticmethod
@@ -275,6 +308,31 @@ def _bind_patched(ctx: Any) -> None:
     # LF's `_training_function` calls each stage's workflow by name with its callbacks list last.
     for name in ("run_pt", "run_sft", "run_rm", "run_dpo", "run_kto"):
         _set_run(tuner, name, _with_callbacks(getattr(tuner, name), ctx))
+
+
+def _with_template_setup(get_template: Callable[..., Any], ctx: Any) -> Callable[..., Any]:
+    def get_template_and_fix_tokenizer_with_thinkplugin(tokenizer: Any, data_args: Any) -> Any:
+        with ctx.template_setup(tokenizer):
+            return get_template(tokenizer, data_args)
+
+    return get_template_and_fix_tokenizer_with_thinkplugin
+
+
+def dataset_key(dataset_attr: Any, data_args: Any) -> Optional[str]:
+    """The name the YAML's `dataset:` / `eval_dataset:` gives this aligned dataset (LF passes its attributes only)."""
+    from llamafactory.data.parser import get_dataset_list
+
+    for names in (data_args.dataset, data_args.eval_dataset):
+        if not names:
+            continue
+        try:
+            attrs = get_dataset_list(list(names), data_args.dataset_dir)
+        except Exception:  # noqa: BLE001 - only for messages: fall back to LF's own name
+            continue
+        for name, attr in zip(names, attrs):
+            if attr == dataset_attr:
+                return str(name)
+    return None
 
 
 def _with_callbacks(run: Callable[..., Any], ctx: Any) -> Callable[..., Any]:

@@ -235,12 +235,27 @@ class NativeTemplate(_OneTurnFromPairs, ReasoningTemplate):
         tools: str | None = None,
         discarding_history_cot: bool = False,  # the template's own history rule applies
     ) -> list[tuple[list[int], list[int]]]:
-        encoded = self.encoder(tokenizer).encode(messages, system or self.default_system or None, tools, self.enable_thinking)
+        encoded = self._encode_sample(self.encoder(tokenizer), messages, system or self.default_system or None, tools)
         last = max((i for i, m in enumerate(messages) if m["role"] in (Role.ASSISTANT, Role.FUNCTION)), default=-1)
         for index, why in encoded.untrained:
             if index == last:  # an earlier turn left as context is the template's history rule, by design
                 self._report(why, messages)
         return encoded.pairs()
+
+    def _encode_sample(self, encoder: "NativeEncoder", messages: list[dict[str, str]], system: str | None,
+                       tools: str | None):
+        """The encoder's result; a sample it cannot encode raises SampleError (the seam names the sample)."""
+        from jinja2.exceptions import TemplateError
+
+        from ..data.sample_errors import DATA_FIX, TEMPLATE_FIX, SampleError
+        from .native import NativeTemplateError
+
+        try:
+            return encoder.encode(messages, system, tools, self.enable_thinking)
+        except NativeTemplateError as err:  # the sample's data: a function_call or tools value that is not JSON, ...
+            raise SampleError(str(err), DATA_FIX, messages, system, tools) from None
+        except TemplateError as err:  # the chat template's own `raise_exception(...)`, or a key it requires
+            raise SampleError(f"the chat template raised: {err}", TEMPLATE_FIX, messages, system, tools) from None
 
     def _report(self, why: str, messages: list[dict[str, str]]) -> None:
         import logging
