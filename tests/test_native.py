@@ -49,6 +49,7 @@ CONVERSATIONS: list[dict[str, Any]] = [
      "turns": [("user", "Hi"), ("assistant", None, "Hello! Ask me about the weather."),
                ("user", "Rome?"), ("call", None, "get_weather", {"city": "Rome"}), ("tool", '{"temp": 25}'),
                ("assistant", "25 from the tool.", "25 degrees in Rome.")]},
+    {"turns": [("user", "Say hello."), ("assistant", None, "Hello!")]},  # a direct answer under the thinking switch
 ]
 
 
@@ -82,6 +83,9 @@ class Family:
     output_rule: Optional[str] = None  # DeepSeek: the last turn's reasoning is never rendered
     tools: bool = True
     cli: bool = False  # through `llamafactory-cli train`
+    # (the opener the thinking prompt ends with, what the model writes before a direct answer's rendering) where
+    # the template renders a direct answer without the block its prompt opened (typed from the template)
+    empty_block: Optional[tuple[str, str]] = None
     kwargs: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -92,6 +96,7 @@ class Family:
 GLM_SPECIALS = ("[gMASK]", "<sop>", "<|system|>", "<|user|>", "<|assistant|>", "<|observation|>")
 KIMI_SPECIALS = ("<|im_system|>", "<|im_user|>", "<|im_assistant|>", "<|im_middle|>", "<|tool_calls_section_begin|>",
                  "<|tool_calls_section_end|>", "<|tool_call_begin|>", "<|tool_call_argument_begin|>", "<|tool_call_end|>")
+MINIMAX_SPECIALS = ("]~!b[", "]~b]", "[e~[")
 SEED_SPECIALS = ("<seed:bos>", "<seed:eos>", "<seed:think>", "</seed:think>", "<seed:tool_call>", "</seed:tool_call>")
 ACME = (  # a ChatML family with `<think>` and `reasoning_content` that no list in the code names; history reasoning dropped
     "{% set ns = namespace(last_user=-1) %}"
@@ -117,9 +122,12 @@ FAMILIES = [
     Family("qwen3-thinking-2507", "Qwen3-0.6B", template="Qwen-Qwen3-4B-Thinking-2507.jinja"),
     Family("qwen3.5", "Qwen3-0.6B", template="Qwen-Qwen3.5-4B.jinja", switch="enable_thinking"),
     Family("qwen3.6", "Qwen3-0.6B", template="Qwen-Qwen3.6-35B-A3B.jinja", switch="enable_thinking"),
-    Family("qwq", "Qwen3-0.6B", template="Qwen-QwQ-32B.jinja", reasoning=None),
+    Family("qwq", "Qwen3-0.6B", template="Qwen-QwQ-32B.jinja", reasoning=None, empty_block=("<think>\n", "\n</think>\n\n")),
+    Family("minimax-m2", "Qwen3-0.6B", template="MiniMaxAI-MiniMax-M2.jinja", specials=MINIMAX_SPECIALS, tools=False,
+           empty_block=("<think>\n", "\n</think>\n\n")),
     Family("glm-4.5", "Qwen3-0.6B", template="zai-org-GLM-4.5.jinja", specials=GLM_SPECIALS, switch="enable_thinking", cli=True),
-    Family("glm-4.7", "Qwen3-0.6B", template="zai-org-GLM-4.7-Flash.jinja", specials=GLM_SPECIALS, switch="enable_thinking"),
+    Family("glm-4.7", "Qwen3-0.6B", template="zai-org-GLM-4.7-Flash.jinja", specials=GLM_SPECIALS, switch="enable_thinking",
+           empty_block=("<think>", "")),  # GLM-4.7 writes the closer itself: `<|assistant|></think>answer`
     Family("kimi-k2-thinking", "Qwen3-0.6B", template="moonshotai-Kimi-K2-Thinking.jinja", specials=KIMI_SPECIALS,
            output_rule="fill"),
     Family("seed-oss", "Qwen3-0.6B", template="ByteDance-Seed-Seed-OSS-36B-Instruct.jinja", specials=SEED_SPECIALS),
@@ -146,8 +154,9 @@ def hf_messages(conv: dict[str, Any], fam: Family, thinking: bool) -> tuple[list
                                       "function": {"name": turn[2], "arguments": args}}]
                 last, n = turn[2], n + 1
             if reasoning:
-                if fam.reasoning is None:
-                    msg["content"] = f"<think>\n{reasoning}\n</think>\n\n" + msg["content"]
+                if fam.reasoning is None:  # inline, in the family's own layout (V3.1: compact)
+                    block = f"<think>{reasoning}</think>" if fam.output_rule == "compact" else f"<think>\n{reasoning}\n</think>\n\n"
+                    msg["content"] = block + msg["content"]
                 else:
                     msg[fam.reasoning] = reasoning
             out.append(msg)
@@ -182,12 +191,19 @@ def expected_turns(tok: Any, conv: dict[str, Any], fam: Family, thinking: bool) 
             rest = full[full.rindex("<|im_assistant|>assistant<|im_middle|>") + len("<|im_assistant|>assistant<|im_middle|>"):]
         neutral = [t for t in conv["turns"] if t[0] in ("assistant", "call")][answers.index(m)]
         if is_last and fam.output_rule in ("deepseek", "compact") and neutral[0] == "assistant":
-            r = neutral[1] if thinking else ""
+            r = (neutral[1] or "") if thinking else ""
             eos = "<｜end▁of▁sentence｜>"
             if fam.output_rule == "deepseek":  # R1: the prompt ends `<think>\n`
                 rest = f"{r}\n</think>\n\n{neutral[2]}{eos}"
             else:  # V3.1 thinking: prompt ends `<think>`; off: `</think>` and the answer as rendered
                 rest = f"{r}</think>{neutral[2]}{eos}" if thinking else rest
+        if rest is None and is_last and fam.empty_block and thinking and neutral[0] == "assistant" and not neutral[1]:
+            # the prompt opened the block, the template renders a direct answer without it: the model closes it empty
+            opener, written = fam.empty_block
+            assert prompt.endswith(opener)
+            head = prompt[: -len(opener)]
+            assert full.startswith(head), (fam.name, full)
+            rest = written + full[len(head):]
         if is_last and fam.output_rule == "fill" and neutral[1] and thinking and rest is not None:  # Kimi: `<think></think>` filled
             rest = rest.replace("<think></think>", f"<think>{neutral[1]}</think>", 1)
         out.append((ids(messages[:k], True), None if rest is None else tok.encode(rest, add_special_tokens=False)))

@@ -101,7 +101,7 @@ def build_bundle(name: str, tokenizer: Any, enable_thinking: bool | None = True,
         from .serving import native_serving_md
 
         summary = f"parity with LF's training encoder on {parity.passed}/{parity.total} probes"
-        style = template.encoder(view).style.describe()
+        style = template.encoder(view).format.describe()
         files = {"chat_template.jinja": jinja, "SERVING.md": native_serving_md(style, summary)}
         return Bundle(name, files, parity, None, [], *adds_bos(tokenizer))
     try:

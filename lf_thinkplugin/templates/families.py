@@ -32,24 +32,6 @@ def standin(base: Any, template: str) -> Any:
     return tok
 
 
-def history_rule(encoder: Any) -> str:
-    from .native import render
-
-    style = encoder.style
-    kw = encoder.kwargs(True)
-    first = {"role": "assistant", "content": "A1"}
-    if style.reasoning_field:
-        first[style.reasoning_field] = "HISTMARK"
-    else:
-        first["content"] = "<think>\nHISTMARK\n</think>\n\nA1"
-    messages = [{"role": "user", "content": "Q1"}, first, {"role": "user", "content": "Q2"}]
-    try:
-        text = render(encoder.tokenizer, messages, True, None, encoder.chat_template, **kw)
-    except Exception:  # noqa: BLE001
-        return "?"
-    return "kept" if "HISTMARK" in text else "dropped"
-
-
 def family_rows(folder: Path) -> list[dict[str, Any]]:
     from ..loading.tokenizer import from_pretrained
     from .native import NativeEncoder, NativeTemplateError
@@ -79,12 +61,12 @@ def family_rows(folder: Path) -> list[dict[str, Any]]:
         except NativeTemplateError as err:
             rows.append({**row, "error": str(err)})
             continue
-        style = encoder.style.describe()
+        style = encoder.format.describe()
         row.update(switch=style["switch"], reasoning=style["reasoning"], last_turn=style["last-turn reasoning"],
-                   markup=" … ".join(style["markup"]) if style["markup"] else "none", history=history_rule(encoder))
+                   markup=" … ".join(style["markup"]) if style["markup"] else "none", history=style["history"])
         facts = (tok.get_vocab(), set(tok.get_added_vocab()), len(tok))
         for mode in (True, False):
-            if mode is False and encoder.style.switch is None:
+            if mode is False and encoder.format.switch is None:
                 row["off"] = "no switch"
                 continue
             result = Scanner(tok, mode, probes=SCAN_PROBES, facts=facts).check("native")

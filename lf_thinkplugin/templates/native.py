@@ -1,22 +1,16 @@
 """Training sequences rendered by the model's own chat template (`template: native`), for any family.
 
-The template is read, never re-typed: `analyze` probes the tokenizer's `chat_template` once for
-- where it reads reasoning: `reasoning_content`, `thinking` (gpt-oss), or inline in the content;
-- its thinking switch: the first of `enable_thinking` / `thinking` that changes the generation prompt;
-- the reasoning markup the rendering puts around reasoning (`<think>`, `<seed:think>`, gpt-oss's
-  `<|channel|>analysis<|message|>` ... `<|end|>`), for think_loss and span logging;
-- whether it can render reasoning in the last turn at all (DeepSeek-R1 / V3.1 cannot).
-
+The template is read, never re-typed: `format.learn` probes the tokenizer's `chat_template` once for
+its reasoning format (where it reads reasoning, the markup, the switch, how the last turn is generated).
 `encode` then renders the whole conversation once and trains an assistant turn (tool-call turns
 too) only where the sequence holds, as token ids, exactly `apply_chat_template(turns before it,
 add_generation_prompt=True)` followed by exactly what the template renders for that turn as the
 last one (what the model generates there). Turns the template renders differently later (history
-reasoning dropped) stay context without loss. Where the template cannot reproduce the last turn
-as generated, the DeepSeek output rule applies when the family is DeepSeek's (the generation
-prompt ends `<｜Assistant｜>`, optionally with the think opener): after the prompt the model writes
-`<think>\\n{reasoning}\\n</think>\\n\\n{answer}` (R1, R1-0528) or `<think>{reasoning}</think>{answer}`
-(V3.1), then the end of turn the template renders; otherwise the turn is left untrained and
-reported. No LF import: encoders.py wraps this in LF's Template class.
+reasoning dropped) stay context without loss. Where the template cannot reproduce the last turn as
+generated (reasoning never rendered, an answer without the block the prompt opened, reasoning only in
+tool-call turns), the generated text is written from the format's markup and layout after the prompt,
+then the end of turn the template renders; otherwise the turn is left untrained and reported.
+No LF import: encoders.py wraps this in LF's Template class.
 """
 
 from __future__ import annotations
@@ -26,43 +20,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
-from .reasoning import split_reasoning, strip_reasoning
-
-SWITCHES = ("enable_thinking", "thinking")  # template kwargs that turn thinking on / off, by probing
-_MARK_R, _MARK_A, _MARK_Q = "RSNMARK7", "ANSMARK7", "QSTMARK7"
-_TAG = re.compile(r"<[^<>\s]+>")  # one markup tag: `<think>`, `<seed:think>`, `<|end|>`
-_LEADING_TAGS = re.compile(r"^(?:\s*<[^<>\s]+>[A-Za-z_]*)+")  # `<|channel|>analysis<|message|>`
-DEEPSEEK_ASSISTANT = "<｜Assistant｜>"
-
-
-class NativeTemplateError(ValueError):
-    """The chat template cannot be used for training; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class Style:
-    """What `analyze` learnt about one chat template."""
-
-    reasoning_field: Optional[str]  # "reasoning_content" | "thinking" | None (inline in the content)
-    switch: Optional[str]  # kwarg read as the thinking switch, None when it has none
-    switch_default: Optional[bool]  # what the template does when the switch is not passed
-    markup: Optional[tuple[str, str]]  # (open, close) around reasoning in the rendering
-    renders_reasoning: bool  # False: the last turn's reasoning is never rendered (DeepSeek-R1 / V3.1)
-    prompt_opens_think: bool  # the generation prompt (thinking on) already ends inside the think block
-    output_rule: Optional[str] = None  # "deepseek" | "deepseek_compact" where renders_reasoning is False
-    tools: bool = False  # the template renders a `tools` argument
-    string_arguments: bool = False  # tool-call arguments as a JSON string (DeepSeek's templates concatenate them)
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "reasoning": self.reasoning_field or "inline",
-            "switch": self.switch or "none",
-            "markup": list(self.markup) if self.markup else None,
-            "last-turn reasoning": "rendered" if self.renders_reasoning else f"rule: {self.output_rule or 'none'}",
-            "prompt opens think": self.prompt_opens_think,
-            "tools": self.tools,
-            "tool arguments": "JSON string" if self.string_arguments else "object",
-        }
+from .format import NativeTemplateError, ReasoningFormat, _string_args, learn, render  # noqa: F401  (re-exported)
+from .reasoning import split_reasoning
 
 
 @dataclass
@@ -81,120 +40,6 @@ class Encoded:
         if at < len(self.ids) or not out:
             out.append((self.ids[at:], []))
         return out
-
-
-def render(tokenizer: Any, messages: list[dict], generation: bool, tools: Optional[list] = None,
-           chat_template: Optional[str] = None, **kwargs: Any) -> str:
-    return tokenizer.apply_chat_template(messages, tools=tools or None, chat_template=chat_template, tokenize=False,
-                                         add_generation_prompt=generation, **kwargs)
-
-
-def _try(fn: Any, *args: Any, **kwargs: Any) -> Optional[str]:
-    try:
-        return fn(*args, **kwargs)
-    except Exception:  # noqa: BLE001  (a template may raise on a probe shape: that shape is unsupported)
-        return None
-
-
-def _assistant(answer: str, reasoning: Optional[str], reasoning_field: Optional[str]) -> dict[str, Any]:
-    if reasoning is None:
-        return {"role": "assistant", "content": answer}
-    if reasoning_field is None:
-        return {"role": "assistant", "content": f"<think>\n{reasoning}\n</think>\n\n{answer}"}
-    return {"role": "assistant", "content": answer, reasoning_field: reasoning}
-
-
-def analyze(tokenizer: Any, chat_template: Optional[str] = None) -> Style:
-    """Probe the chat template (a few renders of marker strings); raises NativeTemplateError when unusable."""
-    template = chat_template or getattr(tokenizer, "chat_template", None)
-    if isinstance(template, dict):
-        template = template.get("default")
-    if not isinstance(template, str) or not template.strip():
-        raise NativeTemplateError(
-            f"the tokenizer at {getattr(tokenizer, 'name_or_path', '?')} has no chat template "
-            "(`chat_template` in tokenizer_config.json or chat_template.jinja); pick an LF template by name instead")
-
-    def r(messages: list[dict], generation: bool, **kw: Any) -> Optional[str]:
-        return _try(render, tokenizer, messages, generation, chat_template=template, **kw)
-
-    user = [{"role": "user", "content": _MARK_Q}]
-    base = r(user, True)
-    if base is None:
-        raise NativeTemplateError("the chat template fails to render a single user message with a generation prompt")
-    switch, default = None, None
-    for name in SWITCHES:
-        on, off = r(user, True, **{name: True}), r(user, True, **{name: False})
-        if on is not None and off is not None and on != off:
-            switch, default = name, base == on
-            break
-    on_kw = {switch: True} if switch else {}
-    prompt = r(user, True, **on_kw) or base
-    tool = [{"type": "function", "function": {"name": "probe_tool", "description": "d",
-                                              "parameters": {"type": "object", "properties": {"x": {"type": "integer"}}}}}]
-    with_tools = r(user, True, tools=tool, **on_kw)
-    call = {"type": "function", "function": {"name": "probe_tool", "arguments": {"x": 1}}}
-    string_args = r(user + [{"role": "assistant", "content": "", "tool_calls": [call]}], False, **on_kw) is None and \
-        r(user + [{"role": "assistant", "content": "", "tool_calls": [_string_args(call)]}], False, **on_kw) is not None
-    field_, full, rule = None, None, None
-    for candidate in ("reasoning_content", "thinking"):
-        text = r(user + [_assistant(_MARK_A, _MARK_R, candidate)], False, **on_kw)
-        if text is not None and _MARK_R in text and _MARK_A in text:
-            field_, full = candidate, text
-            break
-    if full is None and not _block_in_tool_turn(r, user, call, string_args, on_kw):
-        text = r(user + [_assistant(_MARK_A, _MARK_R, None)], False, **on_kw)  # inline `<think>` in the content
-        if text is not None and _MARK_R in text and _MARK_A in text:
-            full = text
-    markup, opens = (_markup(prompt, full) if full is not None else (None, False))
-    if full is None:
-        # The last plain answer's reasoning is never rendered. Kimi-K2-Thinking renders it in tool-call
-        # turns and an empty block for answers: the block is filled. DeepSeek: its output rule.
-        for candidate in ("reasoning_content", "thinking"):
-            shaped = _string_args(call) if string_args else call
-            text = r(user + [{"role": "assistant", "content": _MARK_A, candidate: _MARK_R, "tool_calls": [shaped]}], False, **on_kw)
-            if text is not None and _MARK_R in text:
-                markup, opens = _markup(prompt, text.replace(_MARK_R, _MARK_R + "<|>" + _MARK_A, 1) if _MARK_A not in text else text)
-                if markup:
-                    field_, rule = candidate, "fill_block"
-                break
-        if rule is None:
-            field_ = None  # inline: the template's own history rule reads the data's text; the rule writes the last turn
-            if prompt.rstrip("\n").endswith("<think>") or prompt.endswith(DEEPSEEK_ASSISTANT):
-                rule = "deepseek_compact" if prompt.endswith("<think>") else "deepseek"
-                markup, opens = ("<think>", "</think>"), prompt.rstrip("\n").endswith("<think>")
-    return Style(field_, switch, default, markup, full is not None, opens, rule,
-                 bool(with_tools and "probe_tool" in with_tools), string_args)
-
-
-def _block_in_tool_turn(r: Any, user: list, call: dict, string_args: bool, on_kw: dict) -> bool:
-    """The template renders a reasoning field in tool-call turns (Kimi-K2-Thinking), not in plain answers."""
-    shaped = _string_args(call) if string_args else call
-    return any((r(user + [{"role": "assistant", "content": _MARK_A, c: _MARK_R, "tool_calls": [shaped]}], False, **on_kw)
-                or "").count(_MARK_R) == 1 for c in ("reasoning_content", "thinking"))
-
-
-def _string_args(call: dict) -> dict:
-    function = dict(call["function"], arguments=json.dumps(call["function"]["arguments"], ensure_ascii=False))
-    return dict(call, function=function)
-
-
-def _markup(prompt: str, full: str) -> tuple[Optional[tuple[str, str]], bool]:
-    """(open, close) tags around the reasoning marker, and whether the generation prompt holds the opener."""
-    at = full.index(_MARK_R)
-    answer_at = full.find(_MARK_A, at)
-    between = full[at + len(_MARK_R):answer_at if answer_at >= 0 else None]
-    close = _TAG.search(between)
-    if close is None:
-        return None, False
-    common = len(prompt) if full.startswith(prompt) else 0
-    generated = full[common:at]
-    lead = _LEADING_TAGS.match(generated)
-    if lead and lead.group(0).strip():
-        return (lead.group(0).strip(), close.group(0)), False
-    before = _TAG.findall(prompt)  # the opener sits at the end of the generation prompt (`<think>\n`)
-    if before and prompt.rstrip().endswith(before[-1]):
-        return (before[-1], close.group(0)), True
-    return None, False
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -235,43 +80,51 @@ def _tool_calls(content: str, string_arguments: bool = False) -> list[dict]:
 
 
 def has_reasoning(content: str) -> bool:
-    return "</think>" in content or "<think>" in content
+    """The data's own markup (LF datasets write reasoning inline)."""
+    return split_reasoning(content)[0] is not None or "<think>" in content
 
 
-def to_messages(lf_messages: Sequence[dict], system: Optional[str], style: Style, thinking: bool) -> list[dict]:
-    """The template's messages, one per LF message (after an optional system message)."""
+def _with_flag(text: str, flag: str) -> str:
+    return text if not flag or flag in text else (f"{text} {flag}" if text else flag)
+
+
+def to_messages(lf_messages: Sequence[dict], system: Optional[str], fmt: ReasoningFormat, thinking: bool) -> list[dict]:
+    """The template's messages, one per LF message (after an optional system message).
+
+    Reasoning goes where the format reads it; with thinking on and a generation prompt that opens the
+    block, an answer without reasoning gets the empty block (the model's own form for it); with a text
+    switch the flag for the sample's mode is written into the message the template reads it from."""
+    switch = fmt.switch if fmt.switch is not None and fmt.switch.kind == "flag" else None
+    flag = (switch.on if thinking else switch.off) if switch else ""
+    if switch and switch.name == "system" and flag:
+        system = _with_flag(system or "", flag)
     out: list[dict] = [{"role": "system", "content": system}] if system else []
+    users = [i for i, m in enumerate(lf_messages) if m["role"] == "user"]
     calls_made, last_call = 0, None
-    for message in lf_messages:
+    for index, message in enumerate(lf_messages):
         role, content = message["role"], message["content"]
         if role == "user":
-            out.append({"role": "user", "content": content})
+            text = _with_flag(content, flag) if switch and switch.name == "user" and users and index == users[-1] else content
+            out.append({"role": "user", "content": text})
         elif role == "observation":
             out.append({"role": "tool", "content": content, **({"tool_call_id": last_call} if last_call else {})})
         elif role in ("assistant", "function"):
             reasoning, rest = split_reasoning(content)
             if not thinking:
                 reasoning = None
+            if reasoning is None and role == "assistant" and fmt.prompt_opens and (thinking or fmt.switch is None):
+                reasoning = ""  # the prompt opened the block: the answer closes it empty
             if role == "assistant":
-                if style.reasoning_field is None:  # inline: the data's own text, reasoning removed when off
-                    text = content if thinking else strip_reasoning(content)
-                    if style.prompt_opens_think and style.switch is None and reasoning is None and style.renders_reasoning:
-                        text = "<think>\n\n</think>\n\n" + text.lstrip("\n")  # the prompt opened a block: close it (QwQ)
-                    out.append({"role": "assistant", "content": text})
-                else:
-                    out.append(_assistant(rest, reasoning, style.reasoning_field) if reasoning is not None
-                               else {"role": "assistant", "content": rest})
+                out.append(fmt.message(rest, reasoning))
             else:
-                calls = _tool_calls(rest.strip(), style.string_arguments)
+                calls = _tool_calls(rest.strip(), fmt.string_arguments)
                 for c in calls:  # ids in Kimi-K2's form (`functions.NAME:INDEX`); templates without ids ignore them
                     c["id"] = last_call = f"functions.{c['function']['name']}:{calls_made}"
                     calls_made += 1
                 call: dict[str, Any] = {"role": "assistant", "content": "", "tool_calls": calls}
                 if reasoning is not None:
-                    if style.reasoning_field is None:
-                        call["content"] = f"<think>\n{reasoning}\n</think>\n\n"
-                    else:
-                        call[style.reasoning_field] = reasoning
+                    carrier = fmt.message("", reasoning)
+                    call.update({k: v for k, v in carrier.items() if k != "role"})
                 out.append(call)
         else:
             raise NativeTemplateError(f"unknown role {role!r} (LF roles: user, assistant, function, observation)")
@@ -284,10 +137,11 @@ def to_messages(lf_messages: Sequence[dict], system: Optional[str], style: Style
 class NativeEncoder:
     """Encodes LF conversations with one tokenizer's chat template (analysis done once)."""
 
-    def __init__(self, tokenizer: Any, chat_template: Optional[str] = None, stop_ids: Sequence[int] = ()) -> None:
+    def __init__(self, tokenizer: Any, chat_template: Optional[str] = None, stop_ids: Sequence[int] = (),
+                 fmt: Optional[ReasoningFormat] = None) -> None:
         self.tokenizer = tokenizer
         self.chat_template = chat_template or tokenizer.chat_template
-        self.style = analyze(tokenizer, self.chat_template)
+        self.format = fmt or learn(tokenizer, self.chat_template)
         eos = tokenizer.eos_token_id
         self.stop_ids = set(stop_ids) | ({eos} if eos is not None else set())
         self._stop_texts = [t for t in tokenizer.convert_ids_to_tokens(sorted(self.stop_ids)) if t]
@@ -298,7 +152,7 @@ class NativeEncoder:
         return bool(enable_thinking)
 
     def kwargs(self, thinking: bool) -> dict[str, Any]:
-        return {self.style.switch: thinking} if self.style.switch else {}
+        return self.format.switch.kwargs(thinking) if self.format.switch else {}
 
     def _render(self, messages: list[dict], generation: bool, tools: Optional[list], kw: dict) -> str:
         return render(self.tokenizer, messages, generation, tools, self.chat_template, **kw)
@@ -306,40 +160,38 @@ class NativeEncoder:
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
 
-    def rule_output(self, prompt: str, probe_full: str, answer: str, reasoning: Optional[str]) -> Optional[str]:
-        """DeepSeek's output after `prompt`: reasoning block, answer, then the end of turn the template renders."""
+    def rule_output(self, prompt: str, probe_full: str, reasoning: str) -> Optional[str]:
+        """What the model writes after `prompt`, from the format: its reasoning block in the family's markup and
+        layout (empty where it has none but the prompt opened one), then the turn as the template renders it
+        without reasoning (`probe_full`), end of turn included. The part the prompt already holds is left out."""
+        fmt = self.format
         common = 0
         while common < min(len(prompt), len(probe_full)) and prompt[common] == probe_full[common]:
             common += 1
         if prompt.rfind("<", 0, common) > prompt.rfind(">", 0, common):
             common = prompt.rfind("<", 0, common)  # never split a tag (`<think>` vs `</think>` share `<`)
         tail, rendered = prompt[common:], probe_full[common:]
-        if not rendered.startswith("</think>") and answer and answer not in rendered:
-            return None
-        if self.style.output_rule != "fill_block" and not probe_full.startswith(prompt[:common]):
-            return None
-        end = rendered[rendered.rfind(answer) + len(answer):] if answer else rendered.split("</think>")[-1]
-        r = (reasoning or "").strip("\n")
-        if self.style.output_rule == "fill_block":  # the template's own empty block, reasoning put inside
-            open_, close = self.style.markup
-            block = re.match(re.escape(open_) + r"\s*" + re.escape(close), prompt[len(prompt) - len(tail):] + rendered)
+        r = reasoning.strip("\n")
+        opener, closer = fmt.opener or "", fmt.closer or ""
+        if fmt.last_turn == "fill_block" and not tail:  # the template's own empty block, reasoning put inside
+            block = re.search(re.escape(opener) + r"\s*" + re.escape(closer), rendered)
             if block is None or not r:
                 return None
-            return (open_ + r + close + rendered[block.end() - len(tail):])[len(tail):]
-        if self.style.output_rule == "deepseek_compact":
-            body = f"<think>{r}</think>{answer}"
-        else:
-            body = f"<think>\n{r}\n</think>\n\n{answer}"
+            return rendered[:block.start()] + opener + r + closer + rendered[block.end():]
+        if fmt.last_turn == "tool_block" and fmt.tool_block and not tail and r:
+            return fmt.tool_block[0] + r + fmt.tool_block[1] + rendered
+        own_empty = re.match(f"(?:{re.escape(opener)}\\s*)?{re.escape(closer)}\\s*", rendered)  # GLM: `</think>A`
+        body = fmt.block(r) + rendered[own_empty.end() if own_empty else 0:]
         if not body.startswith(tail):
             return None
-        return body[len(tail):] + end
+        return body[len(tail):]
 
     def encode(self, lf_messages: Sequence[dict], system: Optional[str] = None, tools: Any = None,
                enable_thinking: Optional[bool] = True) -> Encoded:
         thinking = self.thinking(lf_messages, enable_thinking)
         kw = self.kwargs(thinking)
         tool_list = _tools(tools)
-        messages = to_messages(lf_messages, system, self.style, thinking)
+        messages = to_messages(lf_messages, system, self.format, thinking)
         offset = len(messages) - len(lf_messages)  # the system message
         responses = [i for i, m in enumerate(lf_messages) if m["role"] in ("assistant", "function")]
         untrained: list[tuple[int, str]] = []
@@ -435,12 +287,24 @@ class NativeEncoder:
 
     def _rule(self, messages: list[dict], offset: int, last: int, message: dict, thinking: bool,
               prompt: str, tool_list: Optional[list], kw: dict) -> Optional[str]:
-        if self.style.output_rule is None or message["role"] != "assistant":
+        fmt = self.format
+        if fmt.markup is None:
             return None
-        reasoning, answer = split_reasoning(message["content"])
-        plain = messages[: offset + last] + [{"role": "assistant", "content": answer}]
-        probe_full = self._render(plain, False, tool_list, kw)
-        if self.style.output_rule == "fill_block" and not probe_full.startswith(prompt):
+        opens = prompt.endswith(fmt.opener) or prompt.endswith(fmt.opener + "\n")
+        reasoning = split_reasoning(message["content"])[0] if thinking else None
+        if not opens and (fmt.last_turn == "rendered" or not thinking
+                          or (fmt.last_turn != "rule" and not (reasoning or "").strip())):
+            return None  # nothing the template's own rendering lacks
+        plain = dict(messages[offset + last])  # the turn without its reasoning, as the template renders it
+        if fmt.source == "field":
+            plain.pop(fmt.key, None)
+        elif fmt.source == "chunks":
+            plain["content"] = "".join(c.get("text", "") for c in plain["content"] if c.get("type") == "text") \
+                if isinstance(plain["content"], list) else plain["content"]
+        else:
+            plain["content"] = split_reasoning(message["content"])[1] if message["role"] == "assistant" else ""
+        probe_full = self._render(messages[: offset + last] + [plain], False, tool_list, kw)
+        if not probe_full.startswith(prompt):
             tail = self._last_turn(prompt, probe_full, self._render(messages[: offset + last], False, tool_list, kw))
             probe_full = probe_full if tail is None else prompt + tail
-        return self.rule_output(prompt, probe_full, answer, reasoning if thinking else None)
+        return self.rule_output(prompt, probe_full, reasoning or "")

@@ -293,7 +293,7 @@ class NativeReference:
         lf = [dict(m) for m in probe.messages]
         thinking = enc.thinking(lf, self.enable_thinking)
         kw = enc.kwargs(thinking)
-        messages = to_messages(lf, probe.system, enc.style, thinking)
+        messages = to_messages(lf, probe.system, enc.format, thinking)
         offset = len(messages) - len(lf)
         expected = []
         for i, message in enumerate(lf):
@@ -306,7 +306,7 @@ class NativeReference:
                 rest = enc._last_turn(prompt, full, render(tok, messages[: offset + i], False, tools, enc.chat_template, **kw))
             reasoning, answer = split_reasoning(message["content"])
             dropped = thinking and bool((reasoning or "").strip()) and (rest is None or reasoning.strip() not in rest)
-            if enc.style.output_rule and message["role"] == "assistant" and (rest is None or dropped):
+            if rest is None or dropped:
                 ruled = enc._rule(messages, offset, i, message, thinking, prompt, tools, kw)
                 rest = ruled if ruled is not None else rest
             ids = tok.encode(prompt, add_special_tokens=False)
