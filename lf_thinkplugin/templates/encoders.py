@@ -214,7 +214,7 @@ class NativeTemplate(_OneTurnFromPairs, ReasoningTemplate):
     @override
     def fix_special_tokens(self, tokenizer: PreTrainedTokenizer) -> None:
         super().fix_special_tokens(tokenizer)  # only a pad token where there is none: no stop words, EOS kept
-        markup = self.encoder(tokenizer).style.markup
+        markup = self.encoder(tokenizer).format.markup
         if markup:
             self.thought_words = markup
 
