@@ -281,13 +281,22 @@ def test_lf_encoder_prompts_equal_the_official_chat_template(fixture, template, 
     assert lf.markup == official.markup
 
 
-def test_trained_with_reads_the_serving_bundle(tmp_path):
-    from lf_thinkplugin.evaluation.generate import trained_with
+def test_trained_with_reads_the_run_record_not_serving_md(tmp_path):
+    from conftest import fixture_tokenizer
 
-    (tmp_path / "SERVING.md").write_text("# Serving a model trained with LF template `r1_distill_qwen`\n\n"
-                                         "vllm serve MODEL_DIR --chat-template chat_template.jinja --reasoning-parser deepseek_r1\n")
+    from lf_thinkplugin.evaluation.generate import trained_with
+    from lf_thinkplugin.templates.format import learn
+    from lf_thinkplugin.templates.record import write_record
+
+    (tmp_path / "SERVING.md").write_text("# Serving a model trained with LF template `qwen3_think`\n\n"
+                                         "vllm serve MODEL_DIR --reasoning-parser qwen3\n")
+    assert trained_with(str(tmp_path)).template is None  # SERVING.md is for people, never parsed
+    fmt = learn(fixture_tokenizer("DeepSeek-R1-Distill-Qwen-1.5B"))
+    write_record(tmp_path, "r1_distill_qwen", True, fmt)
     info = trained_with(None, str(tmp_path))
-    assert (info.template, info.parser) == ("r1_distill_qwen", "deepseek_r1")
+    assert info.template == "r1_distill_qwen" and info.format == fmt
+    assert (info.format.markup, info.format.prompt_opens, info.format.reasoning_parser) == (
+        ("<think>", "</think>"), True, "deepseek_r1")
     other = tmp_path / "other"
     other.mkdir()
     (other / "thinkplugin_args.yaml").write_text("thinkplugin:\n  template: qwen3_think\n")

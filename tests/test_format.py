@@ -261,7 +261,7 @@ def model_dir(shape: Shape, base: Path) -> Path:
     from hf_cache import _TINY
     from lf_thinkplugin.loading.tokenizer import from_pretrained
 
-    out = base / f"shape-{SHAPES.index(shape)}"
+    out = base / ("shape-" + (str(SHAPES.index(shape)) if shape in SHAPES else shape.name.replace(" ", "-")))
     if not out.exists():
         src = require_fixture("Qwen3-0.6B")
         tok = from_pretrained(str(src))
@@ -279,14 +279,10 @@ def shapes_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("shapes")
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: s.name)
-def test_unseen_family_trains_on_its_own_tokens(shape: Shape, shapes_dir: Path) -> None:
-    from datasets import load_from_disk
-
-    from lf_thinkplugin.loading.tokenizer import from_pretrained
-
+def run_cli(shape: Shape, shapes_dir: Path, template: str = "native") -> tuple[Any, str, Path]:
+    """`llamafactory-cli train` with `tokenized_path` on the shape's conversations: (process, log, tokenized folder)."""
     model = model_dir(shape, shapes_dir)
-    run = shapes_dir / f"run-{SHAPES.index(shape)}"
+    run = shapes_dir / ("run-" + model.name)
     if run.exists():
         shutil.rmtree(run)
     data = run / "data"
@@ -301,14 +297,23 @@ def test_unseen_family_trains_on_its_own_tokens(shape: Shape, shapes_dir: Path) 
         "dataset": "convs", "dataset_dir": str(data), "cutoff_len": 2048, "enable_thinking": shape.thinking,
         "tokenized_path": str(run / "tokenized"), "output_dir": str(out), "report_to": "none",
         "overwrite_cache": True, "max_steps": 1, "per_device_train_batch_size": 1, "save_strategy": "no",
-        "thinkplugin": {"template": "native", "export_serving": False},
+        "thinkplugin": {"template": template, "export_serving": False},
     }
     proc = train(config, out, timeout=600)
-    log = proc.stdout + proc.stderr
+    return proc, proc.stdout + proc.stderr, run / "tokenized"
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: s.name)
+def test_unseen_family_trains_on_its_own_tokens(shape: Shape, shapes_dir: Path) -> None:
+    from datasets import load_from_disk
+
+    from lf_thinkplugin.loading.tokenizer import from_pretrained
+
+    proc, log, tokenized = run_cli(shape, shapes_dir)
     assert proc.returncode == 0, log[-3000:]
     assert "is not trained" not in log, log[-3000:]
-    rows = load_from_disk(str(run / "tokenized" / "train"))
-    tok = from_pretrained(str(model))
+    rows = load_from_disk(str(tokenized / "train"))
+    tok = from_pretrained(str(model_dir(shape, shapes_dir)))
     for turns, row in zip(shape.convs, rows, strict=True):
         check(tok, shape, turns, bool(shape.thinking), row["input_ids"], row["labels"])
 
@@ -337,3 +342,32 @@ def test_learnt_format(shape: Shape, shapes_dir: Path) -> None:
         assert fmt.prompt_opens and fmt.last_turn == "rule"
     if shape.template is CHANNEL:
         assert fmt.last_turn == "tool_block"
+
+
+# a template with no system role: the doctor's `system_prompt` probe fails, data without system messages trains
+NO_SYSTEM = LAST_USER + (
+    "{% for m in messages %}"
+    "{% if m.role == 'system' %}{{ raise_exception('System role not supported') }}"
+    "{% elif m.role == 'user' %}<|im_start|>user\n{{ m.content }}<|im_end|>\n"
+    "{% elif m.role == 'assistant' %}<|im_start|>assistant\n"
+    "{% if m.reasoning_content and loop.index0 > ns.last %}<think>\n{{ m.reasoning_content }}\n</think>\n\n{% endif %}"
+    "{{ m.content }}<|im_end|>\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def test_auto_decides_from_the_data_not_from_probe_shapes_it_lacks(shapes_dir: Path) -> None:
+    """`template: auto` on a family whose template refuses system messages: no template renders every probe,
+    but the data has no system message, so auto picks `native`, warns with the failing shape, and every sample
+    trains (the summary counts samples and trained turns: MULTI's first turn is history, its reasoning dropped)."""
+    from datasets import load_from_disk
+
+    from lf_thinkplugin.loading.tokenizer import from_pretrained
+
+    shape = Shape("no system role", NO_SYSTEM, (), field_message("reasoning_content"), [MULTI, DIRECT, COMPACT])
+    proc, log, tokenized = run_cli(shape, shapes_dir, template="auto")
+    assert proc.returncode == 0, log[-3000:]
+    assert "template: auto -> native, although" in log and "system_prompt" in log, log[-3000:]
+    assert "training data: 3 of 3 samples train, 3 trained turns" in log, log[-3000:]
+    tok = from_pretrained(str(model_dir(shape, shapes_dir)))
+    for turns, row in zip(shape.convs, load_from_disk(str(tokenized / "train")), strict=True):
+        check(tok, shape, turns, True, row["input_ids"], row["labels"])

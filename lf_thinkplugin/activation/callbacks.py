@@ -28,9 +28,27 @@ class SaveOptionsCallback(TrainerCallback):
                 yaml.safe_dump({"thinkplugin": dump_options(self.opts)}, f, allow_unicode=True, sort_keys=False)
 
 
+class RunRecordCallback(TrainerCallback):
+    """Writes output_dir/thinkplugin_run.json: the run's LF template and its reasoning format (for eval / export)."""
+
+    def on_train_begin(self, args, state, control, processing_class=None, train_dataloader=None, **kwargs):
+        if not args.should_save:
+            return
+        from ..serving.callback import template_name
+        from ..templates.record import format_of, write_record
+
+        tokenizer = processing_class if processing_class is not None else kwargs.get("tokenizer")
+        template = getattr(getattr(train_dataloader, "collate_fn", None), "template", None)
+        if tokenizer is None or template is None:
+            return
+        tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # a processor: its tokenizer
+        write_record(args.output_dir, template_name(template), getattr(template, "enable_thinking", None),
+                     format_of(template, tokenizer))
+
+
 def plugin_callbacks(opts: "ThinkPluginOptions", token_plan: Any = None) -> list[TrainerCallback]:
-    """The run's callbacks, for every stage: options file, token-init rows (with the run's plan), serving bundle."""
-    callbacks: list[TrainerCallback] = [SaveOptionsCallback(opts)]
+    """The run's callbacks, for every stage: options file, run record, token-init rows (with the run's plan), serving bundle."""
+    callbacks: list[TrainerCallback] = [SaveOptionsCallback(opts), RunRecordCallback()]
     if token_plan is not None:
         from ..tokens.token_init import make_callbacks
 

@@ -173,12 +173,18 @@ class RunContext:
 
     def check_trained(self, dataset: Any, names: list[str], cutoff_len: int, ignore_index: int) -> None:
         """A tokenized training set in which no sample keeps a trained token is refused (exit 2), naming `cutoff_len`."""
-        from ..data.sample_errors import no_trained_token, no_trained_token_message
+        from ..data.sample_errors import no_trained_token, no_trained_token_message, trained_summary
 
         longest = no_trained_token(dataset, ("labels", "chosen_labels", "rejected_labels"), ignore_index)
         if longest is not None:
             with self.refusals():
                 raise OptionsError(no_trained_token_message(names, len(dataset), longest, cutoff_len))
+        summary = trained_summary(dataset, "labels", ignore_index)
+        if summary is not None and rank0():
+            trained, total, turns = summary
+            print(f"[lf_thinkplugin] training data: {trained} of {total} samples train, {turns} trained turns"
+                  + (f"; {total - trained} samples carry no loss (named above where a turn was left untrained)"
+                     if trained < total else ""), flush=True)
 
     def tokenizer(self, tokenizer: Any, model_args: Any) -> Any:
         from ..loading.tokenizer import fix_lf_tokenizer

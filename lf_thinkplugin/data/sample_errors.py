@@ -158,3 +158,25 @@ def no_trained_token_message(names: Sequence[str], total: int, longest: int, cut
             f"well within `cutoff_len: {cutoff_len}`), so training would learn nothing. Fix: check the samples against "
             "the template (`lf-think check`; the warnings above name turns the template leaves untrained), "
             "`mask_history` and `train_on_prompt`, or pick another template")
+
+
+def trained_summary(dataset: Any, column: str, ignore_index: int) -> Optional[tuple[int, int, int]]:
+    """(samples with a trained token, samples, trained spans: one per trained turn) of a tokenized dataset;
+    None for a streamed one or one without the column."""
+    if not hasattr(dataset, "__len__") or column not in getattr(dataset, "column_names", ()):
+        return None
+    import numpy as np
+    import pyarrow.compute as pc
+
+    labels = dataset.with_format("arrow")[column]
+    labels = labels.combine_chunks() if hasattr(labels, "combine_chunks") else labels
+    flat = np.asarray(pc.list_flatten(labels).to_numpy(zero_copy_only=False))
+    offsets = np.asarray(labels.offsets.to_numpy(zero_copy_only=False)) - labels.offsets[0].as_py()
+    rows = len(offsets) - 1
+    trained = flat != ignore_index
+    run_start = trained.copy()
+    run_start[1:] &= ~trained[:-1]
+    heads = offsets[:-1][offsets[:-1] < len(flat)]
+    run_start[heads] = trained[heads]  # a row's first token starts a run of its own
+    per_row = np.bincount(np.repeat(np.arange(rows), np.diff(offsets))[trained], minlength=rows)
+    return int((per_row > 0).sum()), rows, int(run_start.sum())

@@ -1,17 +1,17 @@
 """Prompts as the model was trained to see them, and greedy generation (HF transformers, CPU or GPU).
 
 Template: the LF template named by `--template NAME`, else the one a plugin run recorded in its
-output_dir (`SERVING.md` of the serving bundle, which also names the vLLM reasoning parser, or
-`thinkplugin_args.yaml`), encodes the prompts through LF's own encoder: the tokens training encoded.
-Without a name, the tokenizer's chat template renders them (in a plugin output_dir that is the
-serving bundle's Jinja, token parity with training checked). `enable_thinking`
-is the switch between the modes; a template whose prompt does not change with it has no nothink mode.
+output_dir (`thinkplugin_run.json`, which also holds the reasoning format), or `thinkplugin_args.yaml`,
+encodes the prompts through LF's own encoder: the tokens training encoded. Without a name, the
+tokenizer's chat template renders them (in a plugin output_dir that is the serving bundle's Jinja,
+token parity with training checked). The reasoning format (templates/format.py) gives the markup the
+outputs are read with, the vLLM parser, and the switch between the modes (a keyword argument, a value,
+or a flag in the system / user text); a template whose prompt does not change with it has no nothink mode.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,28 +33,26 @@ class EvalError(ValueError):
 @dataclass
 class TrainedWith:
     template: str | None = None  # LF template name
-    parser: str | None = None  # vLLM reasoning parser of the serving bundle
+    format: Any = None  # ReasoningFormat the run recorded
     source: str = "tokenizer chat template"
 
 
 def trained_with(*folders: str | None) -> TrainedWith:
-    """The LF template and vLLM parser a plugin run recorded (SERVING.md of the serving bundle,
-    thinkplugin_args.yaml's `template` when it names one); first folder that has them wins."""
+    """The LF template and reasoning format a plugin run recorded (thinkplugin_run.json; thinkplugin_args.yaml's
+    `template` when it names one); first folder that has them wins."""
+    from ..templates.record import read_record
+
     found = TrainedWith()
     for folder in folders:
         if not folder:
             continue
-        path = Path(folder)
-        serving = path / "SERVING.md"
-        if serving.is_file():
-            text = serving.read_text(encoding="utf-8")
-            name = re.search(r"trained with LF template `([^`]+)`", text)
-            parser = re.search(r"--reasoning-parser (\w+)", text)
-            if name and found.template is None:
-                found.template, found.source = name.group(1), str(serving)
-            if parser and found.parser is None:
-                found.parser = parser.group(1)
-        options = path / "thinkplugin_args.yaml"
+        record = read_record(folder)
+        if record is not None:
+            if found.template is None and record.get("template"):
+                found.template, found.source = record["template"], record["path"]
+            if found.format is None and record.get("format") is not None:
+                found.format = record["format"]
+        options = Path(folder) / "thinkplugin_args.yaml"
         if options.is_file() and found.template is None:
             block = (yaml.safe_load(options.read_text(encoding="utf-8")) or {}).get("thinkplugin") or {}
             if block.get("template") not in (None, "auto"):
@@ -154,6 +152,7 @@ class Prompter:
     template: str | None = None
     notes: list[str] = field(default_factory=list)
     lf_template: Any = None  # LF's Template object: prompts encoded by LF's own training encoder
+    format: Any = None  # the ReasoningFormat of the template that renders the prompts
 
     def ids(self, messages: list[dict[str, str]], thinking: bool) -> list[int]:
         if self.lf_template is not None:
@@ -162,8 +161,21 @@ class Prompter:
             self.lf_template.enable_thinking = thinking
             prompt, _ = self.lf_template.encode_oneturn(self.tokenizer, [*turns, {"role": "assistant", "content": ""}], system)
             return prompt
+        switch = getattr(self.format, "switch", None)
+        kwargs = switch.kwargs(thinking) if switch is not None else {"enable_thinking": thinking}
+        if switch is not None and switch.kind == "flag":  # `/no_think` in the system or last user message
+            flag = switch.on if thinking else switch.off
+            messages = [dict(m) for m in messages]
+            if switch.name == "system" and flag:
+                if messages and messages[0]["role"] == "system":
+                    messages[0]["content"] = f"{messages[0]['content']} {flag}".strip()
+                else:
+                    messages.insert(0, {"role": "system", "content": flag})
+            elif flag:
+                last = max(i for i, m in enumerate(messages) if m["role"] == "user")
+                messages[last]["content"] = f"{messages[last]['content']} {flag}"
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
-                                                  enable_thinking=thinking, chat_template=self.chat_template)
+                                                  chat_template=self.chat_template, **kwargs)
         return self.tokenizer.encode(text, add_special_tokens=False)
 
     def render(self, messages: list[dict[str, str]], thinking: bool) -> str:
@@ -223,22 +235,34 @@ def prompter(tokenizer: Any, model_dir: str, info: TrainedWith, template: str | 
     else:
         raise EvalError(f"{model_dir}: the tokenizer has no chat template and no LF template is recorded there; "
                         f"pass --template NAME (e.g. {', '.join(NAMES)})")
+    from ..templates.format import DATA_MARKUP, NativeTemplateError, learn
+    from ..templates.record import format_of
+
+    fmt = info.format
+    if fmt is None:
+        try:
+            fmt = format_of(p.lf_template, tokenizer) if p.lf_template is not None else learn(tokenizer)
+        except NativeTemplateError:
+            fmt = None
+    p.format = fmt
     probe = [{"role": "user", "content": "Hi"}]
     think, nothink = p.render(probe, True), p.render(probe, False)
-    opens = think.rstrip().endswith("<think>")
+    open_tag, close_tag = fmt.markup if fmt is not None and fmt.markup else DATA_MARKUP
+    opens = think.rstrip().endswith(open_tag)
     p.has_switch = think != nothink
     stops = stop_ids(model_dir, tokenizer)
     for word in getattr(p.lf_template, "stop_words", None) or []:  # LF's template stop words end a turn too
         word_ids = tokenizer.encode(word, add_special_tokens=False)
         if len(word_ids) == 1:
             stops.add(word_ids[0])
-    parser = info.parser
+    parser = getattr(fmt, "reasoning_parser", None)
     if parser is not None and parser not in PARSERS:
-        notes.append(f"vLLM parser {parser} (per {info.source}) is not modelled here; showing the default")
+        notes.append(f"vLLM parser {parser} (of the reasoning format) is not modelled here; showing the default")
         parser = None
-    p.markup = markup_for(tokenizer, prompt_opens_think=opens, stop_ids=stops, parser=parser)
+    p.markup = markup_for(tokenizer, prompt_opens_think=opens, stop_ids=stops, parser=parser,
+                          open_tag=open_tag, close_tag=close_tag)
     if opens:
-        notes.append("the generation prompt opens <think>: the model only closes it")
+        notes.append(f"the generation prompt opens {open_tag}: the model only closes it")
     return p
 
 

@@ -32,6 +32,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..templates.format import DATA_MARKUP
+
 THINK, NOTHINK = "think", "nothink"
 DATA = "data"  # a mode list of its own: each prompt in the mode its reference shows (`plan`)
 
@@ -45,15 +47,15 @@ class Markup:
     block (DeepSeek-R1 and its distills, QwQ, Qwen3-2507-Thinking: `...<think>\\n`), so the model only closes
     it. `stop_ids`: the ids that end a turn (generation config eos ids and the template's end of turn)."""
 
-    open_tag: str = "<think>"
-    close_tag: str = "</think>"
+    open_tag: str = DATA_MARKUP[0]
+    close_tag: str = DATA_MARKUP[1]
     prompt_opens_think: bool = False
     stop_ids: frozenset[int] = frozenset()
     parser: str = "qwen3"  # the vLLM reasoning parser the family is served with (`lf-think export` names it)
 
 
 def markup_for(tokenizer: Any, prompt_opens_think: bool, stop_ids: Iterable[int] = (), parser: str | None = None,
-               open_tag: str = "<think>", close_tag: str = "</think>") -> Markup:
+               open_tag: str = DATA_MARKUP[0], close_tag: str = DATA_MARKUP[1]) -> Markup:
     """Markup with the tokenizer's eos id among the stop ids; parser: deepseek_r1 where the prompt opens the
     block (vLLM's qwen3 parser of most releases needs both tags in the output), else qwen3."""
     stops = {int(i) for i in stop_ids}
@@ -63,10 +65,27 @@ def markup_for(tokenizer: Any, prompt_opens_think: bool, stop_ids: Iterable[int]
                   parser or ("deepseek_r1" if prompt_opens_think else "qwen3"))
 
 
-def single_id(tokenizer: Any, tag: str) -> int | None:
-    """The tag's own token id, or None when the vocabulary has no single token for it."""
-    ids = tokenizer.encode(tag, add_special_tokens=False)
-    return ids[0] if len(ids) == 1 else None
+def tag_ids(tokenizer: Any, tag: str) -> list[int]:
+    """The tag's own ids (one for `<think>`; several for channel markup such as `<|channel|>analysis<|message|>`)."""
+    return list(tokenizer.encode(tag, add_special_tokens=False))
+
+
+def _find(body: Sequence[int], seq: Sequence[int], start: int = 0, end: int | None = None) -> int:
+    """First index of `seq` in body[start:end], or -1."""
+    n, stop = len(seq), len(body) if end is None else end
+    if n == 0:
+        return -1
+    for i in range(start, stop - n + 1):
+        if body[i] == seq[0] and list(body[i:i + n]) == list(seq):
+            return i
+    return -1
+
+
+def _occurrences(body: Sequence[int], seq: Sequence[int]) -> int:
+    count, at = 0, _find(body, seq)
+    while at >= 0:
+        count, at = count + 1, _find(body, seq, at + len(seq))
+    return count
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -116,8 +135,8 @@ def _deepseek_r1(text: str, thinking: bool, start: str, end: str) -> tuple[str |
 PARSERS = {"qwen3": _qwen3_both_tags, "qwen3_think_in_prompt": _qwen3_think_in_prompt, "deepseek_r1": _deepseek_r1}
 
 
-def split_vllm(parser: str, text: str, thinking: bool = True, start: str = "<think>",
-               end: str = "</think>") -> tuple[str | None, str | None]:
+def split_vllm(parser: str, text: str, thinking: bool = True, start: str = DATA_MARKUP[0],
+               end: str = DATA_MARKUP[1]) -> tuple[str | None, str | None]:
     """(reasoning, content) as vLLM's `--reasoning-parser PARSER` returns them for the generated text.
     `thinking`: the request's `enable_thinking` (only `qwen3_think_in_prompt` reads it)."""
     return PARSERS[parser](text, thinking, start, end)
@@ -243,27 +262,26 @@ def classify(
     status, reasoning, answer = _structure(text, markup, mode)
 
     spelled = []
-    tag_ids = {}
+    seqs = {}
     for tag in (markup.open_tag, markup.close_tag):
-        tag_id = single_id(tokenizer, tag)
-        tag_ids[tag] = tag_id
-        as_ids = body.count(tag_id) if tag_id is not None else 0
-        if text.count(tag) > as_ids:
+        seqs[tag] = tag_ids(tokenizer, tag)
+        if text.count(tag) > _occurrences(body, seqs[tag]):  # written in other pieces than the tag's own ids
             spelled.append(tag)
 
-    # lengths: by position of the single `</think>` id where the block is made of ids, else by re-encoding
-    close_id = tag_ids[markup.close_tag]
-    open_id = tag_ids[markup.open_tag]
+    # lengths: by position of the closer's ids where the block is made of the tags' ids, else by re-encoding
+    close_seq, open_seq = seqs[markup.close_tag], seqs[markup.open_tag]
+    close_at = _find(body, close_seq)
     if reasoning is None:
-        if status == "unclosed":  # all of it is reasoning (after the model's `<think>` where it opened one)
-            start = body.index(open_id) + 1 if (open_id is not None and open_id in body) else 0
+        if status == "unclosed":  # all of it is reasoning (after the model's opener where it opened one)
+            open_at = _find(body, open_seq)
+            start = open_at + len(open_seq) if open_at >= 0 else 0
             reasoning_tokens, answer_tokens = len(body) - start, 0
         else:  # missing / misplaced without a block / nothink: all of it is answer
             reasoning_tokens, answer_tokens = 0, len(body)
-    elif not spelled and close_id is not None and close_id in body:
-        at = body.index(close_id)
-        start = body.index(open_id) + 1 if (open_id is not None and open_id in body[:at]) else 0
-        reasoning_tokens, answer_tokens = at - start, len(body) - at - 1
+    elif not spelled and close_at >= 0:
+        open_at = _find(body, open_seq, 0, close_at)
+        start = open_at + len(open_seq) if open_at >= 0 else 0
+        reasoning_tokens, answer_tokens = close_at - start, len(body) - close_at - len(close_seq)
     else:
         reasoning_tokens, answer_tokens = _count(tokenizer, reasoning), _count(tokenizer, answer)
 

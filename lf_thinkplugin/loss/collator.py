@@ -19,15 +19,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..options import ThinkPluginOptions
+from ..templates.format import DATA_MARKUP
 from .spans import IGNORE_INDEX, ThinkTags, apply_policy, think_tags
 
 SPAN_KEY = "think_span"
-_DEFAULT_WORDS = ("<think>", "</think>")
 
 
 def tags_for(tokenizer: Any, template: Any = None) -> ThinkTags:
     """Think tags from the template's thought_words (LF's default when it has none) and stop words."""
-    words = getattr(template, "thought_words", None) or _DEFAULT_WORDS
+    words = getattr(template, "thought_words", None) or DATA_MARKUP
     return think_tags(tokenizer, words, getattr(template, "stop_words", None) or ())
 
 

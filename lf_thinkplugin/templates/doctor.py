@@ -323,6 +323,15 @@ def resolve_template(model_path: str, enable_thinking: bool | None = True, mask_
     # A tokenizer class that corrupts ids is an error for the checkpoint (other tools misread it), not for
     # this run: plugin runs load it faithfully (loading/tokenizer.py) and save the faithful one.
     misread = [f for f in report.findings if f.topic == "tokenizer" and f.level == "error"]
+    partial: list[str] = []
+    if report.recommended is None and any(r.template == "native" for r in report.scan):
+        # No template renders every probe shape: the model's own template still trains every sample whose
+        # shape it renders. A probe shape the data does not hold never blocks a run; a sample that cannot be
+        # rendered is reported at tokenization (left as context), and a dataset with nothing trained is refused.
+        report.recommended, report.detail = "native", report.scanner.check("native")
+        partial = [p.probe for p in report.detail.probes if not p.ok]
+        report.findings = [f for f in report.findings if not (f.topic == "end of turn" and f.level == "error")] \
+            + check_end_of_turn(report.folder or model_path, report.scanner.tokenizer, report.scanner, report.detail)
     blocking = [f for f in report.findings if f.level == "error" and f not in misread]
     if blocking or report.recommended is None:
         raise OptionsError(
@@ -334,6 +343,11 @@ def resolve_template(model_path: str, enable_thinking: bool | None = True, mask_
     if int(os.environ.get("LOCAL_RANK", "0")) == 0:
         for finding in misread:
             print(f"[lf_thinkplugin] warning: {finding.message}", flush=True)
+        if partial:
+            print(f"[lf_thinkplugin] warning: template: auto -> native, although the model's chat template does not "
+                  f"render these probe shapes as the model generates them: {', '.join(partial)}. Samples of those shapes "
+                  "are named at tokenization and left untrained; the rest train. `lf-think doctor --model "
+                  f"{model_path} --template native` shows each probe.", flush=True)
         print(
             f"[lf_thinkplugin] template: auto -> {report.recommended} (token parity with {model_path}'s chat template "
             f"on {report.detail.passed}/{report.detail.total} probes"

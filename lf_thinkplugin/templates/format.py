@@ -198,7 +198,7 @@ def template_text(tokenizer: Any, chat_template: Optional[str] = None) -> str:
     if not isinstance(template, str) or not template.strip():
         raise NativeTemplateError(
             f"the tokenizer at {getattr(tokenizer, 'name_or_path', '?')} has no chat template "
-            "(`chat_template` in tokenizer_config.json or chat_template.jinja); pick an LF template by name instead")
+            "(`chat_template` in tokenizer_config.json or chat_template.jinja)")
     return template
 
 

@@ -1,0 +1,54 @@
+"""The run's record in output_dir (`thinkplugin_run.json`): the LF template the model was trained with,
+LF's `enable_thinking`, and the reasoning format of the chat template that renders its prompts.
+
+`lf-think eval` (and anything else that reads a trained model folder) takes the template and the
+markup from here; nothing parses SERVING.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Optional
+
+from .format import NativeTemplateError, ReasoningFormat, learn
+
+RUN_FILE = "thinkplugin_run.json"
+VERSION = 1
+logger = logging.getLogger("lf_thinkplugin")
+
+
+def format_of(template: Any, tokenizer: Any) -> Optional[ReasoningFormat]:
+    """The reasoning format of an LF template object set up on `tokenizer`: `native`'s own, else the one
+    learnt from the Jinja LF (or the plugin) serves the template with; None where it cannot be learnt."""
+    encoder = getattr(template, "encoder", None)
+    if callable(encoder):
+        return encoder(tokenizer).format
+    try:
+        jinja = template._get_jinja_template(tokenizer)
+        return learn(tokenizer, jinja)
+    except (NativeTemplateError, Exception):  # noqa: BLE001  (an LF template whose Jinja cannot render probes)
+        return None
+
+
+def write_record(folder: str | Path, template_name: Optional[str], enable_thinking: Optional[bool],
+                 fmt: Optional[ReasoningFormat]) -> Path:
+    path = Path(folder) / RUN_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"version": VERSION, "template": template_name, "enable_thinking": enable_thinking,
+              "format": fmt.to_dict() if fmt is not None else None}
+    path.write_text(json.dumps(record, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def read_record(folder: str | Path) -> Optional[dict[str, Any]]:
+    """The record of a trained model folder (its `format` as a ReasoningFormat), or None when there is none."""
+    path = Path(folder) / RUN_FILE
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text(encoding="utf-8"))
+    if record.get("format"):
+        record["format"] = ReasoningFormat.from_dict(record["format"])
+    record["path"] = str(path)
+    return record
