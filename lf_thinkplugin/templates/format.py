@@ -93,6 +93,7 @@ class ReasoningFormat:
     string_arguments: bool = False
     history: str = "?"  # "kept" | "dropped": earlier turns' reasoning once a later user message follows
     reasoning_parser: Optional[str] = None  # vLLM's --reasoning-parser for this markup, where one exists
+    end_of_turn: Optional[str] = None  # the tag the template ends an assistant turn with (None: left open, GLM)
     notes: tuple[str, ...] = field(default=(), compare=False)
 
     # --- reading -----------------------------------------------------------------------------------
@@ -136,6 +137,17 @@ class ReasoningFormat:
             return {"role": "assistant", "content": chunks}
         return {"role": "assistant", "content": self.inline(reasoning, answer)}
 
+    def read(self, content: str) -> tuple[Optional[str], str]:
+        """(reasoning, answer) of an assistant message in the data: LF's inline `<think>` convention, or the
+        family's own inline markup where the data is written in it (`<reasoning>...</reasoning>`)."""
+        from .reasoning import split_reasoning
+
+        reasoning, answer = split_reasoning(content)
+        if reasoning is None and self.closer and self.closer != DATA_MARKUP[1] and _TAG.fullmatch(self.closer) \
+                and "|" not in self.closer and self.closer in content:
+            reasoning, answer = self.split(content)
+        return reasoning, answer
+
     def split(self, text: str) -> tuple[Optional[str], str]:
         """(reasoning, answer) of generated text in this markup; reasoning None when no block closes.
         Generated text starts after the generation prompt, so the opener may already be in the prompt."""
@@ -159,6 +171,7 @@ class ReasoningFormat:
             "settings": list(self.settings),
             "history": self.history,
             "reasoning parser": self.reasoning_parser,
+            "end of turn": self.end_of_turn,
         }
 
     # --- the machine-readable record ---------------------------------------------------------------
@@ -341,7 +354,15 @@ def learn(tokenizer: Any, chat_template: Optional[str] = None) -> ReasoningForma
                           tuple(v for v in names.variables if _reads(p, v, names)), last_turn, tool_block,
                           bool(with_tools and "probe_tool" in with_tools), string_args, notes=tuple(notes))
     history = _history(p, fmt)
-    return _with(fmt, history=history, reasoning_parser=_parser(fmt))
+    return _with(fmt, history=history, reasoning_parser=_parser(fmt), end_of_turn=_end_of_turn(p, on_kw))
+
+
+def _end_of_turn(p: _Prober, on_kw: dict) -> Optional[str]:
+    """The tag right after an answer in the last turn's rendering (`<|im_end|>`, `<|return|>`), if any."""
+    text = p.r(p.user + [{"role": "assistant", "content": MARK_A}], False, **on_kw) or ""
+    at = text.rfind(MARK_A)
+    found = _TAG.match(text[at + len(MARK_A):]) if at >= 0 else None
+    return found.group(0) if found and not found.group(0).startswith("</") else None
 
 
 def _with(fmt: ReasoningFormat, **changes: Any) -> ReasoningFormat:

@@ -109,7 +109,7 @@ def to_messages(lf_messages: Sequence[dict], system: Optional[str], fmt: Reasoni
         elif role == "observation":
             out.append({"role": "tool", "content": content, **({"tool_call_id": last_call} if last_call else {})})
         elif role in ("assistant", "function"):
-            reasoning, rest = split_reasoning(content)
+            reasoning, rest = fmt.read(content)
             if not thinking:
                 reasoning = None
             if reasoning is None and role == "assistant" and fmt.prompt_opens and (thinking or fmt.switch is None):
@@ -148,7 +148,8 @@ class NativeEncoder:
 
     def thinking(self, lf_messages: Sequence[dict], enable_thinking: Optional[bool]) -> bool:
         if enable_thinking is None:  # LF's null: per sample, from the data
-            return any(m["role"] in ("assistant", "function") and has_reasoning(m["content"]) for m in lf_messages)
+            return any(m["role"] in ("assistant", "function") and (has_reasoning(m["content"])
+                       or self.format.read(m["content"])[0] is not None) for m in lf_messages)
         return bool(enable_thinking)
 
     def kwargs(self, thinking: bool) -> dict[str, Any]:
@@ -274,7 +275,7 @@ class NativeEncoder:
         if not sequence.startswith(end_text):
             return "the template renders this turn differently in later turns' context (history rule)"
         generated = end_text[len(prompt):]
-        reasoning, rest = split_reasoning(message["content"])
+        reasoning, rest = self.format.read(message["content"])
         if thinking and reasoning and reasoning.strip() and reasoning.strip() not in generated:
             return "the template drops this turn's reasoning"
         if message["role"] == "function":
@@ -291,7 +292,7 @@ class NativeEncoder:
         if fmt.markup is None:
             return None
         opens = prompt.endswith(fmt.opener) or prompt.endswith(fmt.opener + "\n")
-        reasoning = split_reasoning(message["content"])[0] if thinking else None
+        reasoning = self.format.read(message["content"])[0] if thinking else None
         if not opens and (fmt.last_turn == "rendered" or not thinking
                           or (fmt.last_turn != "rule" and not (reasoning or "").strip())):
             return None  # nothing the template's own rendering lacks
@@ -302,7 +303,7 @@ class NativeEncoder:
             plain["content"] = "".join(c.get("text", "") for c in plain["content"] if c.get("type") == "text") \
                 if isinstance(plain["content"], list) else plain["content"]
         else:
-            plain["content"] = split_reasoning(message["content"])[1] if message["role"] == "assistant" else ""
+            plain["content"] = self.format.read(message["content"])[1] if message["role"] == "assistant" else ""
         probe_full = self._render(messages[: offset + last] + [plain], False, tool_list, kw)
         if not probe_full.startswith(prompt):
             tail = self._last_turn(prompt, probe_full, self._render(messages[: offset + last], False, tool_list, kw))
