@@ -10,6 +10,7 @@ LF's own arguments that contradict each other. Both run before the model (or tok
 from __future__ import annotations
 
 import difflib
+import json
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -213,6 +214,21 @@ def _env_on(name: str) -> bool:
     return os.environ.get(name, "").lower() in ("true", "y", "1")
 
 
+def zero_stage(lf_args: dict[str, Any]) -> int | None:
+    """The ZeRO stage of the run's `deepspeed` config (a path or a dict), or None without one."""
+    config = lf_args.get("deepspeed")
+    if not config:
+        return None
+    if not isinstance(config, dict):
+        try:
+            with open(config, encoding="utf-8") as f:
+                config = json.load(f)
+        except (OSError, ValueError):
+            return None  # LF / transformers report an unreadable config in their own words
+    stage = (config.get("zero_optimization") or {}).get("stage")
+    return stage if isinstance(stage, int) else None
+
+
 def check_lf_keys(lf_args: dict[str, Any], known: set[str]) -> None:
     """LF's own keys, checked while the plugin reads the arguments: a typo gets a did-you-mean, as the
     plugin's keys do (LF would raise a traceback naming the key without one)."""
@@ -258,8 +274,6 @@ def check_against_lf(opts: ThinkPluginOptions, lf_args: dict[str, Any], lf_keys:
         if opts.eval_think.data is None and not lf_args.get("eval_dataset"):
             problems.append(f"`{BLOCK}.eval_think` needs held-out prompts: set `{BLOCK}.eval_think.data` (a JSON / JSONL "
                             "file or a dataset name in dataset_info.json) or LF's `eval_dataset`")
-        from .tokens.deepspeed_guard import zero_stage
-
         if zero_stage(lf_args) == 3 or lf_args.get("fsdp") or _env_on("ACCELERATE_USE_FSDP"):
             problems.append(f"`{BLOCK}.eval_think` generates on rank 0 alone, which sharded weights (ZeRO-3, FSDP) "
                             "cannot do; run `lf-think eval` on the saved checkpoints instead")

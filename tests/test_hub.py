@@ -29,3 +29,27 @@ def test_folders_pass_through_and_bad_names_are_refused(tmp_path):
     assert isinstance(err.value, OptionsError)  # a refusal: exit 2 on the command line
     with pytest.raises(ModelNotFound, match="`model_name_or_path` is not set"):
         ModelRef.from_lf_args({})
+
+
+def test_modelscope_and_modelers_go_through_lf_s_download(tmp_path, monkeypatch):
+    """USE_MODELSCOPE_HUB / USE_OPENMIND_HUB: LF's own download with LF's arguments; a failure names the hub."""
+    import llamafactory.extras.misc as misc
+
+    asked = []
+
+    def download(model_args):
+        asked.append((model_args.model_name_or_path, model_args.model_revision, model_args.cache_dir, model_args.ms_hub_token))
+        if model_args.model_name_or_path == "org/missing":
+            raise ValueError("not found")
+        return str(tmp_path)
+
+    monkeypatch.setattr(misc, "try_download_model_from_other_hub", download)
+    monkeypatch.setenv("USE_MODELSCOPE_HUB", "1")
+    ref = ModelRef.from_lf_args({"model_name_or_path": "Qwen/Qwen3-0.6B", "model_revision": "v1", "cache_dir": "/c",
+                                 "ms_hub_token": "t"})
+    assert local_dir(ref) == tmp_path
+    assert asked == [("Qwen/Qwen3-0.6B", "v1", "/c", "t")]
+    monkeypatch.delenv("USE_MODELSCOPE_HUB")
+    monkeypatch.setenv("USE_OPENMIND_HUB", "true")
+    with pytest.raises(ModelNotFound, match=r"`model_name_or_path: org/missing`: cannot get it from Modelers \(not found\)"):
+        local_dir("org/missing")

@@ -342,12 +342,3 @@ def _with_callbacks(run: Callable[..., Any], ctx: Any) -> Callable[..., Any]:
 
     return run_with_thinkplugin
 
-
-def download_from_other_hub(ref: Any) -> str:
-    """LF's own ModelScope / Modelers download of `ref` (a loading.hub.ModelRef)."""
-    from types import SimpleNamespace
-
-    from llamafactory.extras.misc import try_download_model_from_other_hub
-
-    return try_download_model_from_other_hub(SimpleNamespace(
-        model_name_or_path=ref.name_or_path, model_revision=ref.revision, cache_dir=ref.cache_dir, ms_hub_token=ref.ms_token))

@@ -51,6 +51,16 @@ def _offline() -> bool:
     return any(os.environ.get(k, "").lower() in ("1", "true", "yes", "on") for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
+def download_from_other_hub(ref: ModelRef) -> str:
+    """LF's own ModelScope / Modelers download of `ref` (the whole snapshot, as LF's run fetches it)."""
+    from types import SimpleNamespace
+
+    from llamafactory.extras.misc import try_download_model_from_other_hub
+
+    return try_download_model_from_other_hub(SimpleNamespace(
+        model_name_or_path=ref.name_or_path, model_revision=ref.revision, cache_dir=ref.cache_dir, ms_hub_token=ref.ms_token))
+
+
 def local_dir(ref: ModelRef | str) -> Path:
     """The local folder holding `ref`'s tokenizer and config files (a hub snapshot for hub ids)."""
     if isinstance(ref, str):
@@ -61,8 +71,6 @@ def local_dir(ref: ModelRef | str) -> Path:
     env = {"USE_MODELSCOPE_HUB": "ModelScope", "USE_OPENMIND_HUB": "Modelers"}
     other = next((name for var, name in env.items() if os.environ.get(var, "").lower() in ("1", "true", "yes", "y")), None)
     if other is not None:  # LF's own download path for those hubs (it fetches the whole snapshot, as LF's run would)
-        from ..activation.seam import download_from_other_hub
-
         try:
             return Path(download_from_other_hub(ref))
         except Exception as err:  # noqa: BLE001  (the user gets the id, the hub and the reason)

@@ -44,7 +44,7 @@ class ServingBundleCallback(TrainerCallback):
         if self._built:
             return
         self._built = True
-        from . import ExportError, build_bundle
+        from .bundle import ExportError, build_bundle
 
         tokenizer, collator = self._tokenizer, self._collator
         name = template_name(getattr(collator, "template", None))
@@ -67,7 +67,7 @@ class ServingBundleCallback(TrainerCallback):
             )
 
     def _write(self, args, folder: Path) -> None:
-        from . import write_bundle
+        from .bundle import write_bundle
 
         self._build(args)
         if self.bundle is not None and folder.is_dir():

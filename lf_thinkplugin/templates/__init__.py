@@ -17,11 +17,10 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from pathlib import Path
+
+from .jinja import jinja_text  # noqa: F401  (the package's API)
 
 logger = logging.getLogger("lf_thinkplugin")
-
-_HERE = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)
@@ -41,10 +40,6 @@ PLUGIN_TEMPLATES: tuple[PluginTemplate, ...] = (
 NAMES: tuple[str, ...] = tuple(t.name for t in PLUGIN_TEMPLATES)
 
 _lock = threading.Lock()
-
-
-def jinja_text(filename: str) -> str:
-    return (_HERE / filename).read_text(encoding="utf-8")
 
 
 def plugin_template(name: str) -> PluginTemplate | None:

@@ -129,7 +129,7 @@ class OfficialThinkTemplate(_OneTurnFromPairs, ReasoningTemplate):
 
     @override
     def _get_jinja_template(self, tokenizer: PreTrainedTokenizer) -> str:
-        from . import jinja_text
+        from .jinja import jinja_text
 
         return jinja_text(self.jinja_file)
 

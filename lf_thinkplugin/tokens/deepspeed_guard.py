@@ -10,30 +10,14 @@ peft 0.18.1 and transformers 5.6 on two CPU ranks: 0.16.4, 0.19.3, 0.19.4, 0.19.
 
 from __future__ import annotations
 
-import json
 from importlib import metadata
 from typing import Any
 
 from packaging.version import Version
 
-from ..options import BLOCK, OptionsError
+from ..options import BLOCK, OptionsError, zero_stage
 
 COPIES_BROKEN = (Version("0.16.5"), Version("0.19.3"))  # [first bad, first fixed)
-
-
-def zero_stage(lf_args: dict[str, Any]) -> int | None:
-    """The ZeRO stage of the run's `deepspeed` config (a path or a dict), or None without one."""
-    config = lf_args.get("deepspeed")
-    if not config:
-        return None
-    if not isinstance(config, dict):
-        try:
-            with open(config, encoding="utf-8") as f:
-                config = json.load(f)
-        except (OSError, ValueError):
-            return None  # LF / transformers report an unreadable config in their own words
-    stage = (config.get("zero_optimization") or {}).get("stage")
-    return stage if isinstance(stage, int) else None
 
 
 def check_embedding_copies(lf_args: dict[str, Any]) -> None:
