@@ -371,3 +371,63 @@ def test_auto_decides_from_the_data_not_from_probe_shapes_it_lacks(shapes_dir: P
     tok = from_pretrained(str(model_dir(shape, shapes_dir)))
     for turns, row in zip(shape.convs, load_from_disk(str(tokenized / "train")), strict=True):
         check(tok, shape, turns, True, row["input_ids"], row["labels"])
+
+
+def _lf_native(tok: Any) -> Any:
+    """LF's `native` template set up on the tokenizer as `llamafactory-cli train` does (thought_words = the markup)."""
+    from llamafactory.data.template import get_template_and_fix_tokenizer
+    from llamafactory.hparams import DataArguments
+
+    from lf_thinkplugin.templates import register_templates
+
+    register_templates()
+    return get_template_and_fix_tokenizer(tok, DataArguments(template="native", enable_thinking=True))
+
+
+SPAN_SHAPES = [s for s in SHAPES if s.template in (FIELD, DROPPED, CHANNEL, CHUNKS)]
+
+
+@pytest.mark.parametrize("shape", SPAN_SHAPES, ids=lambda s: s.name)
+def test_think_loss_and_eval_follow_the_learnt_markup(shape: Shape, shapes_dir: Path) -> None:
+    """On each unseen markup (`<reasoning>`, channel headers, a renamed field, chunks): mask_reasoning keeps the
+    last answer's labels and removes exactly the reasoning; span kinds mark it as reasoning; and `lf-think eval`'s
+    classifier, with the markup learnt from the tokenizer alone, reads the turn the model was trained to write as
+    well-formed, with its reasoning and answer."""
+    import torch
+
+    from lf_thinkplugin.evaluation.generate import TrainedWith, prompter
+    from lf_thinkplugin.evaluation.metrics import classify
+    from lf_thinkplugin.loading.tokenizer import from_pretrained
+    from lf_thinkplugin.loss.collator import tags_for
+    from lf_thinkplugin.loss.spans import apply_policy
+
+    model = model_dir(shape, shapes_dir)
+    tok = from_pretrained(str(model))
+    template = _lf_native(tok)
+    assert tuple(template.thought_words) == shape.markup
+    turns = next(t for t in shape.convs if t[-1][0] == "assistant" and t[-1][1])
+    sample = lf_sample(turns)
+    roles = {"human": "user", "gpt": "assistant", "function_call": "function", "observation": "observation"}
+    messages = [{"role": roles[m["from"]], "content": m["value"]} for m in sample["conversations"]]
+    pairs = template.encode_multiturn(tok, messages, None, sample["tools"] or None)
+    input_ids = [t for source, target in pairs for t in source + target]
+    labels = [t for source, target in pairs for t in [IGNORE] * len(source) + target]
+    check(tok, shape, turns, True, input_ids, labels)
+    lab = torch.tensor([labels])
+    kinds = apply_policy(tags_for(tok, template), lab, torch.ones_like(lab), "mask_reasoning")
+    kept = tok.decode([t for t in lab[0].tolist() if t != IGNORE])
+    reasoning_part = tok.decode([t for t, k in zip(labels, kinds[0].tolist(), strict=True) if t != IGNORE and k != 1])  # not answer: reasoning and its tags
+    last = turns[-1]
+    assert last[2] in kept and last[1] not in kept, (shape.name, kept)
+    assert last[1] in reasoning_part, (shape.name, reasoning_part)
+
+    prompts = prompter(tok, str(model), TrainedWith())
+    assert (prompts.markup.open_tag, prompts.markup.close_tag) == shape.markup
+    start = max(i for i, (s, t) in enumerate(pairs) if t)
+    generated = pairs[start][1]  # exactly what the model was trained to write for its last turn
+    if not set(generated) & set(prompts.markup.stop_ids):
+        generated = generated + [tok.eos_token_id]
+    out = classify(generated, tok, prompts.markup, "think", 256, last[2])
+    assert out.status == "ok" and out.tags_as_ids and out.end_of_turn, (shape.name, out)
+    assert out.reasoning.strip() == last[1] and out.answer == last[2], (shape.name, out)
+    assert out.reasoning_tokens > 0 and out.answer_tokens > 0 and out.match["exact"], out

@@ -251,7 +251,10 @@ def prompter(tokenizer: Any, model_dir: str, info: TrainedWith, template: str | 
     opens = think.rstrip().endswith(open_tag)
     p.has_switch = think != nothink
     stops = stop_ids(model_dir, tokenizer)
-    for word in getattr(p.lf_template, "stop_words", None) or []:  # LF's template stop words end a turn too
+    words = list(getattr(p.lf_template, "stop_words", None) or [])  # LF's template stop words end a turn too
+    if fmt is not None and fmt.end_of_turn and fmt.end_of_turn != fmt.closer:  # the tag the template ends a turn
+        words.append(fmt.end_of_turn)  # with, unless it also closes the reasoning block (a stop there cuts the turn)
+    for word in words:
         word_ids = tokenizer.encode(word, add_special_tokens=False)
         if len(word_ids) == 1:
             stops.add(word_ids[0])
@@ -261,6 +264,11 @@ def prompter(tokenizer: Any, model_dir: str, info: TrainedWith, template: str | 
         parser = None
     p.markup = markup_for(tokenizer, prompt_opens_think=opens, stop_ids=stops, parser=parser,
                           open_tag=open_tag, close_tag=close_tag)
+    if fmt is not None:
+        from dataclasses import replace
+
+        p.markup = replace(p.markup, answer_prefix=fmt.separator.strip(),
+                           end_tag=fmt.end_of_turn if fmt.end_of_turn and fmt.end_of_turn == fmt.closer else "")
     if opens:
         notes.append(f"the generation prompt opens {open_tag}: the model only closes it")
     return p

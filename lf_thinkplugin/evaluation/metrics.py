@@ -52,6 +52,8 @@ class Markup:
     prompt_opens_think: bool = False
     stop_ids: frozenset[int] = frozenset()
     parser: str = "qwen3"  # the vLLM reasoning parser the family is served with (`lf-think export` names it)
+    answer_prefix: str = ""  # what the format writes between the closer and the answer (channel headers)
+    end_tag: str = ""  # a turn-ending tag that is no stop id (it also closes the reasoning block): not answer text
 
 
 def markup_for(tokenizer: Any, prompt_opens_think: bool, stop_ids: Iterable[int] = (), parser: str | None = None,
@@ -215,6 +217,17 @@ class Output:
 def _structure(text: str, markup: Markup, mode: str) -> tuple[str, str | None, str]:
     """(status, reasoning, answer) of the decoded body (the text before the end of turn)."""
     o, c = markup.open_tag, markup.close_tag
+    if markup.end_tag and text.endswith(markup.end_tag):
+        text = text[: -len(markup.end_tag)]
+    status, reasoning, answer = _blocks(text, markup, mode)
+    prefix = markup.answer_prefix.strip()
+    if prefix and answer.lstrip().startswith(prefix):
+        answer = answer.lstrip()[len(prefix):]
+    return status, reasoning, answer
+
+
+def _blocks(text: str, markup: Markup, mode: str) -> tuple[str, str | None, str]:
+    o, c = markup.open_tag, markup.close_tag
     if mode == NOTHINK:
         return ("thinks_when_off" if (o in text or c in text) else "ok"), None, text
     if markup.prompt_opens_think:
@@ -263,9 +276,13 @@ def classify(
 
     spelled = []
     seqs = {}
+    added = set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
     for tag in (markup.open_tag, markup.close_tag):
         seqs[tag] = tag_ids(tokenizer, tag)
-        if text.count(tag) > _occurrences(body, seqs[tag]):  # written in other pieces than the tag's own ids
+        # a tag made of the vocabulary's own tag tokens must come out as those ids (a plain-text tag, such as
+        # `<reasoning>` without a token of its own, tokenizes with its context and has no id form to check)
+        own = len(seqs[tag]) == 1 or bool(added.intersection(seqs[tag]))
+        if own and text.count(tag) > _occurrences(body, seqs[tag]):  # written in other pieces than its own ids
             spelled.append(tag)
 
     # lengths: by position of the closer's ids where the block is made of the tags' ids, else by re-encoding

@@ -94,6 +94,7 @@ class ReasoningFormat:
     history: str = "?"  # "kept" | "dropped": earlier turns' reasoning once a later user message follows
     reasoning_parser: Optional[str] = None  # vLLM's --reasoning-parser for this markup, where one exists
     end_of_turn: Optional[str] = None  # the tag the template ends an assistant turn with (None: left open, GLM)
+    separator: str = ""  # what the model writes between the closer and the answer (`\n\n`, channel headers)
     notes: tuple[str, ...] = field(default=(), compare=False)
 
     # --- reading -----------------------------------------------------------------------------------
@@ -172,6 +173,7 @@ class ReasoningFormat:
             "history": self.history,
             "reasoning parser": self.reasoning_parser,
             "end of turn": self.end_of_turn,
+            "separator": self.separator,
         }
 
     # --- the machine-readable record ---------------------------------------------------------------
@@ -354,7 +356,16 @@ def learn(tokenizer: Any, chat_template: Optional[str] = None) -> ReasoningForma
                           tuple(v for v in names.variables if _reads(p, v, names)), last_turn, tool_block,
                           bool(with_tools and "probe_tool" in with_tools), string_args, notes=tuple(notes))
     history = _history(p, fmt)
-    return _with(fmt, history=history, reasoning_parser=_parser(fmt), end_of_turn=_end_of_turn(p, on_kw))
+    separator = ""
+    if full is not None and closer and closer in full[full.index(MARK_R):]:
+        after = full[full.index(MARK_R):]
+        separator = after[after.index(closer) + len(closer):after.find(MARK_A)] if MARK_A in after else ""
+    elif tool_block is not None:  # the tool-call turn's text after the closer, then the answer's own header
+        plain = p.r(p.user + [{"role": "assistant", "content": MARK_A}], False, **on_kw) or ""
+        head = plain[len(prompt):plain.find(MARK_A)] if plain.startswith(prompt) and MARK_A in plain else ""
+        separator = tool_block[1][len(closer):] + head if tool_block[1].startswith(closer) else ""
+    return _with(fmt, history=history, reasoning_parser=_parser(fmt), end_of_turn=_end_of_turn(p, on_kw),
+                 separator=separator)
 
 
 def _end_of_turn(p: _Prober, on_kw: dict) -> Optional[str]:
