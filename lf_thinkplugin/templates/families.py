@@ -63,7 +63,9 @@ def family_rows(folder: Path) -> list[dict[str, Any]]:
             continue
         style = encoder.format.describe()
         row.update(switch=style["switch"], reasoning=style["reasoning"], last_turn=style["last-turn reasoning"],
-                   markup=" … ".join(style["markup"]) if style["markup"] else "none", history=style["history"])
+                   markup=" … ".join(style["markup"]) if style["markup"] else "none", history=style["history"],
+                   opens="yes" if style["prompt opens think"] else "no", settings=", ".join(style["settings"]) or "none",
+                   parser=style["reasoning parser"] or "none")
         facts = (tok.get_vocab(), set(tok.get_added_vocab()), len(tok))
         for mode in (True, False):
             if mode is False and encoder.format.switch is None:
@@ -77,13 +79,14 @@ def family_rows(folder: Path) -> list[dict[str, Any]]:
 
 
 def render_families(rows: list[dict[str, Any]]) -> str:
-    head = ("| chat template | tokenizer | switch | reasoning read from | last-turn reasoning | markup (spans) | "
-            "history reasoning | parity, thinking on | parity, off |")
-    lines = [head, "|" + "---|" * 9]
+    head = ("| chat template | tokenizer | switch | settings read | reasoning read from | markup (spans) | prompt opens | "
+            "last-turn reasoning | history reasoning | vLLM parser | parity, thinking on | parity, off |")
+    lines = [head, "|" + "---|" * 12]
     for r in rows:
         if "error" in r:
-            lines.append(f"| `{r['template']}` | {r['tokenizer']} | error: {r['error']} |||||||")
+            lines.append(f"| `{r['template']}` | {r['tokenizer']} | error: {r['error']} ||||||||||")
             continue
-        lines.append(f"| `{r['template']}` | {r['tokenizer']} | {r['switch']} | {r['reasoning']} | {r['last_turn']} | "
-                     f"`{r['markup']}` | {r['history']} | {r['on']} | {r['off']} |")
+        lines.append(f"| `{r['template']}` | {r['tokenizer']} | {r['switch']} | {r['settings']} | {r['reasoning']} | "
+                     f"`{r['markup']}` | {r['opens']} | {r['last_turn']} | {r['history']} | {r['parser']} | {r['on']} | "
+                     f"{r['off']} |")
     return "\n".join(lines)

@@ -165,7 +165,7 @@ class ReasoningFormat:
             "reasoning": where,
             "switch": self.switch.describe() if self.switch else "none",
             "markup": list(self.markup) if self.markup else None,
-            "last-turn reasoning": "rendered" if self.last_turn == "rendered" else f"rule: {self.last_turn}",
+            "last-turn reasoning": _LAST_TURN[self.last_turn],
             "prompt opens think": self.prompt_opens,
             "tools": self.tools,
             "tool arguments": "JSON string" if self.string_arguments else "object",
@@ -374,6 +374,10 @@ def _end_of_turn(p: _Prober, on_kw: dict) -> Optional[str]:
     at = text.rfind(MARK_A)
     found = _TAG.match(text[at + len(MARK_A):]) if at >= 0 else None
     return found.group(0) if found and not found.group(0).startswith("</") else None
+
+
+_LAST_TURN = {"rendered": "rendered", "rule": "written from the markup", "fill_block": "empty block filled",
+              "tool_block": "placed as in tool-call turns", "none": "none"}
 
 
 def _with(fmt: ReasoningFormat, **changes: Any) -> ReasoningFormat:
