@@ -431,3 +431,40 @@ def test_think_loss_and_eval_follow_the_learnt_markup(shape: Shape, shapes_dir: 
     assert out.status == "ok" and out.tags_as_ids and out.end_of_turn, (shape.name, out)
     assert out.reasoning.strip() == last[1] and out.answer == last[2], (shape.name, out)
     assert out.reasoning_tokens > 0 and out.answer_tokens > 0 and out.match["exact"], out
+
+
+@pytest.mark.parametrize("name", ["reasoning dropped in every turn, <reasoning> markup",
+                                  "reasoning only in tool-call turns, channel markup"])
+def test_training_logs_spans_and_records_the_format(name: str, shapes_dir: Path) -> None:
+    """A real `llamafactory-cli train` on an unseen markup: span logging splits the loss into reasoning and answer
+    (the weight acts on the reasoning the format found), and output_dir records the template and its format."""
+    from lfrun import log_history
+
+    from lf_thinkplugin.templates.record import read_record
+
+    shape = next(s for s in SHAPES if s.name == name)
+    model = model_dir(shape, shapes_dir)
+    run = shapes_dir / ("train-" + model.name)
+    if run.exists():
+        shutil.rmtree(run)
+    data = run / "data"
+    data.mkdir(parents=True)
+    (data / "convs.json").write_text(json.dumps([lf_sample(t) for t in shape.convs] * 2, ensure_ascii=False))
+    (data / "dataset_info.json").write_text(json.dumps({"convs": {
+        "file_name": "convs.json", "formatting": "sharegpt",
+        "columns": {"messages": "conversations", "system": "system", "tools": "tools"}}}))
+    out = run / "out"
+    config = {
+        "model_name_or_path": str(model), "stage": "sft", "do_train": True, "finetuning_type": "full",
+        "dataset": "convs", "dataset_dir": str(data), "cutoff_len": 1024, "output_dir": str(out), "report_to": "none",
+        "max_steps": 2, "per_device_train_batch_size": 2, "logging_steps": 1, "save_strategy": "no", "seed": 0,
+        "learning_rate": 1.0e-4,
+        "thinkplugin": {"template": "auto", "think_loss_weight": 0.5, "log_span_loss": True, "export_serving": False},
+    }
+    proc = train(config, out, timeout=600)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    logged = [r for r in log_history(out) if "loss" in r]
+    assert len(logged) == 2 and all(r["loss_think"] > 0 and r["loss_answer"] > 0 for r in logged), logged
+    record = read_record(out)
+    assert record["template"] == "native" and record["format"].markup == shape.markup, record
