@@ -468,3 +468,30 @@ def test_training_logs_spans_and_records_the_format(name: str, shapes_dir: Path)
     assert len(logged) == 2 and all(r["loss_think"] > 0 and r["loss_answer"] > 0 for r in logged), logged
     record = read_record(out)
     assert record["template"] == "native" and record["format"].markup == shape.markup, record
+
+
+def test_check_shows_the_learnt_format(shapes_dir: Path) -> None:
+    """`lf-think check` on a recipe for an unseen family prints its reasoning format before any weight loads."""
+    import subprocess
+
+    import yaml
+
+    from lfrun import BIN
+
+    shape = next(s for s in SHAPES if s.template is DROPPED)
+    model = model_dir(shape, shapes_dir)
+    run = shapes_dir / "check-dropped"
+    run.mkdir(exist_ok=True)
+    (run / "convs.json").write_text(json.dumps([lf_sample(t) for t in shape.convs]))
+    (run / "dataset_info.json").write_text(json.dumps({"convs": {
+        "file_name": "convs.json", "formatting": "sharegpt", "columns": {"messages": "conversations", "system": "system"}}}))
+    recipe = run / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "model_name_or_path": str(model), "stage": "sft", "do_train": True, "finetuning_type": "full", "dataset": "convs",
+        "dataset_dir": str(run), "cutoff_len": 1024, "output_dir": str(run / "out"), "thinkplugin": {"template": "native"}}))
+    proc = subprocess.run([str(BIN / "lf-think"), "check", str(recipe)], capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert ("reasoning format: read from inline, markup <reasoning> … </reasoning>, prompt opens the block: yes, "
+            "switch: none") in proc.stdout, proc.stdout
+    assert "last turn: written from the markup" in proc.stdout and not (run / "out").exists()

@@ -99,6 +99,15 @@ def _check(config: dict[str, Any], ctx: Any, template_given: Any, lines: list[st
             f"stage: {finetuning_args.stage}, finetuning_type: {finetuning_args.finetuning_type}, output_dir: {output_dir}",
             f"template: {data_args.template} ({chosen})",
         ]
+        from ..templates.record import format_of
+
+        fmt = format_of(template, getattr(tokenizer, "tokenizer", tokenizer))
+        if fmt is not None:
+            d = fmt.describe()
+            lines.append(f"reasoning format: read from {d['reasoning']}, markup {' … '.join(d['markup'] or ['none'])}, "
+                         f"prompt opens the block: {'yes' if fmt.prompt_opens else 'no'}, switch: {d['switch']}, "
+                         f"settings read: {', '.join(fmt.settings) or 'none'}, last turn: {d['last-turn reasoning']}, "
+                         f"history reasoning: {fmt.history}, vLLM parser: {fmt.reasoning_parser or 'none'}")
         if opts is not None:
             lines.append(f"thinkplugin: {json.dumps(opts.model_dump(mode='json'), ensure_ascii=False)}")
             if ctx.token_plan is not None:
@@ -110,7 +119,7 @@ def _check(config: dict[str, Any], ctx: Any, template_given: Any, lines: list[st
             stats = _span_stats(train_set, tokenizer, template)
             lines.append(
                 "data: {samples} samples after preprocessing; {with_reasoning} with reasoning, {empty_think} with an "
-                "empty think block, {no_think} without one; {reasoning_tokens} of {response_tokens} response tokens are "
+                "empty reasoning block, {no_think} without one; {reasoning_tokens} of {response_tokens} response tokens are "
                 "reasoning".format(**stats)
             )
     lines.append("check passed: no model weights were loaded")
