@@ -495,3 +495,43 @@ def test_check_shows_the_learnt_format(shapes_dir: Path) -> None:
     assert ("reasoning format: read from inline, markup <reasoning> … </reasoning>, prompt opens the block: yes, "
             "switch: none") in proc.stdout, proc.stdout
     assert "last turn: written from the markup" in proc.stdout and not (run / "out").exists()
+
+
+def test_data_in_the_familys_own_markup_trains_and_is_checked(shapes_dir: Path) -> None:
+    """Data written in the unseen family's own inline markup (`<reasoning>...</reasoning>`) trains exactly as LF's
+    `<think>` convention does; the malformed report checks it with that markup (an unclosed block is named)."""
+    from datasets import load_from_disk
+
+    from lf_thinkplugin.loading.tokenizer import from_pretrained
+
+    shape = next(s for s in SHAPES if s.template is DROPPED)
+    model = model_dir(shape, shapes_dir)
+    own = [{"conversations": [{"from": "human", "value": u}, {"from": "gpt", "value": a}], "system": "", "tools": ""}
+           for u, a in (("Is 10 even?", "<reasoning>\n10 / 2 = 5.\n</reasoning>\n\nYes."),
+                        ("Say hello.", "Hello!"))]
+    turns = [[("user", "Is 10 even?"), ("assistant", "10 / 2 = 5.", "Yes.")], DIRECT]
+    for name, records, expect in (("own", own, 0), ("broken", [own[0], {**own[0], "conversations": [
+            own[0]["conversations"][0], {"from": "gpt", "value": "<reasoning>\nnever closed"}]}], 2)):
+        run = shapes_dir / f"markup-{name}"
+        if run.exists():
+            shutil.rmtree(run)
+        (run / "data").mkdir(parents=True)
+        (run / "data" / "convs.json").write_text(json.dumps(records))
+        (run / "data" / "dataset_info.json").write_text(json.dumps({"convs": {
+            "file_name": "convs.json", "formatting": "sharegpt",
+            "columns": {"messages": "conversations", "system": "system", "tools": "tools"}}}))
+        out = run / "out"
+        proc = train({
+            "model_name_or_path": str(model), "stage": "sft", "do_train": True, "finetuning_type": "full",
+            "dataset": "convs", "dataset_dir": str(run / "data"), "cutoff_len": 1024, "report_to": "none",
+            "tokenized_path": str(run / "tokenized"), "output_dir": str(out), "max_steps": 1,
+            "thinkplugin": {"template": "native", "export_serving": False, "on_malformed": "error"}}, out, timeout=600)
+        log = proc.stdout + proc.stderr
+        assert proc.returncode == expect, log[-3000:]
+        if expect:
+            assert "1 of 2 samples have malformed think tags" in log and "(`unclosed`), sample indices 1" in log, log[-2000:]
+            assert "Traceback" not in log
+            continue
+        tok = from_pretrained(str(model))
+        for conv, row in zip(turns, load_from_disk(str(run / "tokenized" / "train")), strict=True):
+            check(tok, shape, conv, True, row["input_ids"], row["labels"])

@@ -82,18 +82,24 @@ def template_tags(template_name: str | None) -> tuple[str, str, bool]:
     return open_tag, close_tag, prompt.rstrip().endswith(open_tag)
 
 
-def report_malformed(dataset: Any, name: str, template_name: str | None = None, on_malformed: str = "warn") -> Any:
+def report_malformed(dataset: Any, name: str, template_name: str | None = None, on_malformed: str = "warn",
+                     family: tuple[str, str, bool] | None = None) -> Any:
     """Count samples with malformed think tags in an aligned dataset; error, warn or drop them.
 
     `on_malformed` is the run's `thinkplugin.on_malformed` (the run context hands it over; warn
     without a block). Returns the dataset, without the offending samples under `skip`. Streaming
     datasets are filtered lazily under `skip` and not counted.
     """
-    open_tag, close_tag, open_in_prompt = template_tags(template_name)
+    data_tags = template_tags(template_name)
+    # `family`: (open, close, prompt opens) of the model's own inline markup (template native's reasoning format):
+    # a turn written in it (`<reasoning>...</reasoning>`) is checked with it, any other with the data's tags
+    other = family if family and family[:2] != data_tags[:2] else None
 
     def problem(example: dict[str, Any]) -> str | None:
         for text in assistant_texts(example):
-            found = classify(text, open_tag, close_tag, open_in_prompt)
+            tags = other if other and (other[0] in text or other[1] in text) \
+                and data_tags[0] not in text and data_tags[1] not in text else data_tags
+            found = classify(text, *tags)
             if found:
                 return found
         return None
