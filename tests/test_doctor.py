@@ -29,7 +29,7 @@ def fixed_copy(name: str, out: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def reports():
-    from lf_thinkplugin.templates.doctor import diagnose
+    from lf_thinkplugin.templates.diagnose import diagnose
 
     out = {}
     for name in FIXTURES:
@@ -73,7 +73,7 @@ def test_doctor_flags_tokenizers_transformers_misreads(reports):
 
 
 def test_documented_tokenizer_fix_makes_the_doctor_pass(r1_fixed):
-    from lf_thinkplugin.templates.doctor import diagnose
+    from lf_thinkplugin.templates.diagnose import diagnose
 
     report = diagnose(str(r1_fixed))
     assert report.ok and report.recommended == "native" and report.tokenizer_class == "TokenizersBackend"
@@ -87,7 +87,7 @@ def _first(report):
 def test_lf_qwen_and_deepseek3_do_not_match_r1_distill_first_diverging_token(r1_fixed):
     from transformers import AutoTokenizer
 
-    from lf_thinkplugin.templates.doctor import diagnose
+    from lf_thinkplugin.templates.diagnose import diagnose
     from lf_thinkplugin.templates.probes import PROBES
 
     tok = AutoTokenizer.from_pretrained(str(r1_fixed), local_files_only=True)
@@ -116,7 +116,7 @@ def test_lf_qwen_and_deepseek3_do_not_match_r1_distill_first_diverging_token(r1_
 
 
 def test_doctor_cli_exit_status_json_and_text(r1_fixed, capsys):
-    from lf_thinkplugin.templates.doctor import main
+    from lf_thinkplugin.cli.doctor import main
 
     assert main(["--model", str(r1_fixed), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -135,7 +135,7 @@ def test_doctor_cli_exit_status_json_and_text(r1_fixed, capsys):
 
 
 def test_doctor_bad_input_exits_2_with_the_reason(tmp_path, capsys):
-    from lf_thinkplugin.templates.doctor import main
+    from lf_thinkplugin.cli.doctor import main
 
     assert main(["--model", str(tmp_path)]) == 2
     assert "no tokenizer in" in capsys.readouterr().err
@@ -146,7 +146,7 @@ def test_doctor_bad_input_exits_2_with_the_reason(tmp_path, capsys):
 
 
 def test_doctor_on_a_saved_model_folder(tiny_qwen3):
-    from lf_thinkplugin.templates.doctor import diagnose
+    from lf_thinkplugin.templates.diagnose import diagnose
 
     report = diagnose(str(tiny_qwen3))
     assert report.ok and report.recommended == "native"
@@ -156,7 +156,7 @@ def test_doctor_on_a_saved_model_folder(tiny_qwen3):
 def test_think_tag_and_end_of_turn_checks(tmp_path, load_tokenizer, reports):
     import copy
 
-    from lf_thinkplugin.templates.doctor import check_end_of_turn, check_think_tags, diagnose
+    from lf_thinkplugin.templates.diagnose import check_end_of_turn, check_think_tags, diagnose
     from lf_thinkplugin.templates.parity import Scanner
 
     assert [f.level for f in check_think_tags(load_tokenizer(QWEN3))] == ["ok", "ok"]
@@ -183,7 +183,7 @@ def test_think_tag_and_end_of_turn_checks(tmp_path, load_tokenizer, reports):
 
 
 def test_resolve_template_picks_logs_and_refuses(tmp_path, r1_fixed, capsys, load_tokenizer):
-    from lf_thinkplugin.templates.doctor import resolve_template
+    from lf_thinkplugin.templates.diagnose import resolve_template
     from lf_thinkplugin.options import OptionsError
 
     assert resolve_template(str(require_fixture(QWEN3))) == "native"
@@ -219,7 +219,7 @@ def test_doctor_is_fast(reports):
 
 
 def test_docs_table_is_generated_by_the_doctor(reports):
-    from lf_thinkplugin.templates.doctor import FOLKLORE, render_table
+    from lf_thinkplugin.cli.doctor import FOLKLORE, render_table
     from lf_thinkplugin.templates import NAMES
 
     docs = (REPO / "docs" / "templates.md").read_text(encoding="utf-8")

@@ -176,7 +176,7 @@ def test_exported_jinja_renders_the_training_tokens(exported, template, mode):
 
 
 def test_doctor_round_trip_on_exported_folders(exported):
-    from lf_thinkplugin.templates.doctor import diagnose
+    from lf_thinkplugin.templates.diagnose import diagnose
 
     for template in ("qwen3_think", "qwen3_think_keep_history", "r1_distill_qwen"):
         report = diagnose(str(exported[template]))
@@ -303,7 +303,7 @@ def test_callback_writes_the_bundle_into_checkpoints_and_output_dir(tiny_qwen3, 
     from llamafactory.data.template import TEMPLATES
     from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
 
-    from lf_thinkplugin.templates.doctor import diagnose
+    from lf_thinkplugin.templates.diagnose import diagnose
     from lf_thinkplugin.serving import make_callbacks
     from lf_thinkplugin.options import parse_options
     from lf_thinkplugin.templates import jinja_text, register_templates
@@ -343,7 +343,7 @@ def test_tiny_training_run_output_dir_has_the_bundle(tiny_qwen3, tmp_path):
     from lf_thinkplugin.activation.callbacks import plugin_callbacks
     from lf_thinkplugin.options import parse_options
     from lf_thinkplugin.serving.callback import ServingBundleCallback
-    from lf_thinkplugin.templates.doctor import diagnose
+    from lf_thinkplugin.templates.diagnose import diagnose
 
     assert any(isinstance(c, ServingBundleCallback) for c in plugin_callbacks(parse_options({})))  # wired for every run
 

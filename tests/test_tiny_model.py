@@ -7,7 +7,7 @@ from lf_thinkplugin.demo.tiny_model import build_tiny_model
 
 def test_self_built_tokenizer_is_qwen3_style_and_auto_picks_native(tmp_path, capsys):
     from lf_thinkplugin import register
-    from lf_thinkplugin.templates.doctor import resolve_template
+    from lf_thinkplugin.templates.diagnose import resolve_template
 
     register()
     folder = build_tiny_model(tmp_path / "tiny")

@@ -61,7 +61,7 @@ class RunContext:
         check_against_lf(opts, lf_args, lf_keys)
         ctx = cls(opts, lf_args, block, ModelRef.from_lf_args(lf_args), from_cli)
         if opts.template == "auto":
-            from ..templates.doctor import resolve_template  # loads the tokenizer only, never the model
+            from ..templates.diagnose import resolve_template  # loads the tokenizer only, never the model
 
             lf_args["template"] = resolve_template(
                 str(ctx.model_dir),

@@ -75,7 +75,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
         return demo_main(argv)
     if command == "doctor":
-        from ..templates.doctor import main as doctor_main
+        from .doctor import main as doctor_main
 
         return doctor_main(argv)
     if command == "export":

@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..templates.doctor import DoctorError, load_tokenizer
+    from ..templates.diagnose import DoctorError, load_tokenizer
     from .files import ExistingFiles
 
     args = _parser().parse_args(argv)
