@@ -416,7 +416,7 @@ def test_think_loss_and_eval_follow_the_learnt_markup(shape: Shape, shapes_dir: 
     lab = torch.tensor([labels])
     kinds = apply_policy(tags_for(tok, template), lab, torch.ones_like(lab), "mask_reasoning")
     kept = tok.decode([t for t in lab[0].tolist() if t != IGNORE])
-    reasoning_part = tok.decode([t for t, k in zip(labels, kinds[0].tolist(), strict=True) if t != IGNORE and k != 1])  # not answer: reasoning and its tags
+    reasoning_part = tok.decode([t for t, k in zip(labels, kinds[0].tolist(), strict=True) if t != IGNORE and k != 1])  # not answer
     last = turns[-1]
     assert last[2] in kept and last[1] not in kept, (shape.name, kept)
     assert last[1] in reasoning_part, (shape.name, reasoning_part)

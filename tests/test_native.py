@@ -315,7 +315,7 @@ def test_auto_through_llamafactory_cli(fam: Family, tmp_path_factory: pytest.Tem
         assert "template: auto -> native" in log, log[-2000:]
         data = load_from_disk(str(out / "tokenized" / "train"))
         assert len(data) == len(family_convs(fam))
-        for conv, row in zip(family_convs(fam), data):
+        for conv, row in zip(family_convs(fam), data, strict=True):
             check_sample(tok, conv, fam, thinking, row["input_ids"], row["labels"])
 
 
@@ -337,7 +337,7 @@ def lf_encode(tok: Any, fam: Family, thinking: bool, convs: list[dict], mask_his
     aligned = [convert(lf_sample(c)) for c in convs]
     batch = {k: [a[k] for a in aligned] for k in aligned[0]}
     out = SupervisedDatasetProcessor(template=template, tokenizer=tok, processor=None, data_args=args).preprocess_dataset(batch)
-    return list(zip(out["input_ids"], out["labels"]))
+    return list(zip(out["input_ids"], out["labels"], strict=True))
 
 
 @pytest.mark.parametrize("fam", FAMILIES, ids=lambda f: f.name + (" (stand-in)" if f.standin else ""))
@@ -346,7 +346,7 @@ def test_native_in_lf_processor(fam: Family, tmp_path_factory: pytest.TempPathFa
     for thinking in modes(fam):
         convs = family_convs(fam)
         rows = lf_encode(tok, fam, thinking, convs)
-        for conv, (input_ids, labels) in zip(convs, rows):
+        for conv, (input_ids, labels) in zip(convs, rows, strict=True):
             check_sample(tok, conv, fam, thinking, input_ids, labels)
 
 
@@ -403,7 +403,7 @@ def test_reasoning_spans_follow_each_familys_markup(name: str, tmp_path_factory:
     lab = torch.tensor([labels])
     kinds = apply_policy(tags, lab, torch.ones_like(lab), "mask_reasoning")
     kept = tok.decode([t for t in lab[0].tolist() if t != IGNORE])
-    masked = tok.decode([t for t, k in zip(labels, kinds[0].tolist()) if t != IGNORE and k != 1])
+    masked = tok.decode([t for t, k in zip(labels, kinds[0].tolist(), strict=True) if t != IGNORE and k != 1])
     last = conv["turns"][-1]
     assert last[2] in kept and last[1] not in kept, (name, kept)
     assert last[1] in masked, (name, masked)
@@ -480,7 +480,20 @@ def test_expand_turns_through_llamafactory_cli(tmp_path_factory: pytest.TempPath
             sub = dict(conv, turns=conv["turns"][: conv["turns"].index(r) + 1])
             expected.append(expected_turns(tok, sub, fam, True)[-1])
     assert len(data) == len(expected) == 8
-    for (prompt_ids, response_ids), row in zip(expected, data):
+    for (prompt_ids, response_ids), row in zip(expected, data, strict=True):
         start = len(prompt_ids)
         assert row["input_ids"][:start] == prompt_ids and set(row["labels"][:start]) == {IGNORE}
         assert row["labels"][start:] == response_ids
+
+
+@pytest.mark.parametrize("fam", FAMILIES, ids=lambda f: f.name + (" (stand-in)" if f.standin else ""))
+def test_auto_refuses_no_fixture_family(fam: Family, tmp_path_factory: pytest.TempPathFactory, capsys) -> None:
+    """`template: auto` picks a template with parity on every probe for every fixture family, in each thinking
+    mode it has (QwQ, GLM-4.7 with thinking on and MiniMax-M2 included), never refusing."""
+    from lf_thinkplugin.templates.diagnose import resolve_template
+
+    folder = model_dir(fam, tmp_path_factory.getbasetemp())
+    for thinking in modes(fam):
+        chosen = resolve_template(str(folder), enable_thinking=thinking)
+        log = capsys.readouterr().out
+        assert chosen and f"template: auto -> {chosen}" in log and "although" not in log, (fam.name, thinking, log)

@@ -50,6 +50,7 @@ class RunContext:
     _model_dir: Optional[Path] = field(default=None, repr=False)
     _tokenizer: Any = field(default=None, repr=False)
     _eval_callback: Any = field(default=None, repr=False)
+    _format: Any = field(default=None, repr=False)  # native's ReasoningFormat, learnt on first use
     _aligned: list = field(default_factory=list, repr=False)  # (dataset name, aligned dataset): where samples are found
 
     # --- before LF parses its arguments ---------------------------------------------------------
@@ -125,12 +126,27 @@ class RunContext:
 
         self._aligned.append((name or str(dataset_attr.dataset_name), dataset))  # as in the file: sample indices
         with self.refusals():
-            dataset = report_malformed(dataset, dataset_attr.dataset_name, data_args.template, self.options.on_malformed)
+            dataset = report_malformed(dataset, dataset_attr.dataset_name, data_args.template, self.options.on_malformed,
+                                       self._family_markup(data_args.template))
             if self.options.expand_turns:
                 from ..data.expand import expand_turns
 
                 dataset = expand_turns(dataset, dataset_attr.dataset_name)
             return dataset
+
+    def _family_markup(self, template: Optional[str]) -> Optional[tuple[str, str, bool]]:
+        """`native`'s inline markup for the malformed report (the model's own format, learnt once per run)."""
+        if template != "native":
+            return None
+        if self._format is None:
+            from ..templates.format import NativeTemplateError, learn
+
+            try:
+                self._format = learn(self.checkpoint_tokenizer())
+            except NativeTemplateError:
+                return None  # refused with the reason when LF sets the template up
+        fmt = self._format
+        return (fmt.opener, fmt.closer, fmt.prompt_opens) if fmt.source == "inline" and fmt.markup else None
 
     @contextlib.contextmanager
     def template_setup(self, tokenizer: Any) -> Iterator[None]:
