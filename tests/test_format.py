@@ -468,6 +468,16 @@ def test_training_logs_spans_and_records_the_format(name: str, shapes_dir: Path)
     assert len(logged) == 2 and all(r["loss_think"] > 0 and r["loss_answer"] > 0 for r in logged), logged
     record = read_record(out)
     assert record["template"] == "native" and record["format"].markup == shape.markup, record
+    # a later `lf-think export` needs nothing but the output folder: template and mode come from the record
+    import subprocess
+
+    from lfrun import BIN
+
+    proc = subprocess.run([str(BIN / "lf-think"), "export", "--out", str(out)], capture_output=True, text=True,
+                          timeout=300, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "template native" in proc.stdout and (out / "chat_template.jinja").is_file() and (out / "SERVING.md").is_file()
+    assert __import__("re").search(r"parity with LF's training encoder on (\d+)/\1 probes", proc.stdout), proc.stdout
 
 
 def test_check_shows_the_learnt_format(shapes_dir: Path) -> None:

@@ -1,6 +1,7 @@
 """`lf-think export`: the serving bundle of a template, proven to render the training tokens.
 
     lf-think export --template NAME --tokenizer PATH_OR_HUB_ID --out DIR [--force] [--enable-thinking ...] [--num-ctx N]
+    lf-think export --out OUTPUT_DIR [--force]     (a training output_dir: template and mode from thinkplugin_run.json)
 
 Writes into DIR:
 - `chat_template.jinja`: vLLM's `--chat-template`, and the tokenizer's own chat template (transformers
@@ -26,11 +27,14 @@ from .bundle import BUNDLE, Bundle, ExportError, adds_bos, build_bundle, write_b
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lf-think export", description="Serving bundle (vLLM, Ollama, LMDeploy) of a template.")
-    parser.add_argument("--template", required=True, help="registered LF or plugin template the model was trained with")
-    parser.add_argument("--tokenizer", required=True, help="folder with the model's tokenizer, or its hub id (HF cache)")
+    parser.add_argument("--template", help="registered LF or plugin template the model was trained with "
+                        "(default: the one --out's thinkplugin_run.json records)")
+    parser.add_argument("--tokenizer", help="folder with the model's tokenizer, or its hub id (HF cache) "
+                        "(default: --out, a training output_dir)")
     parser.add_argument("--out", required=True, help="folder to write the bundle into")
     parser.add_argument("--force", action="store_true", help="replace bundle files already in --out")
-    parser.add_argument("--enable-thinking", default="true", choices=["true", "false", "auto"], help="LF's enable_thinking of the run")
+    parser.add_argument("--enable-thinking", choices=["true", "false", "auto"],
+                        help="LF's enable_thinking of the run (default: as recorded, else true)")
     parser.add_argument("--num-ctx", type=int, help="write PARAMETER num_ctx into the Modelfile")
     return parser
 
@@ -39,11 +43,22 @@ def main(argv: list[str] | None = None) -> int:
     from ..templates.diagnose import DoctorError, load_tokenizer
     from .files import ExistingFiles
 
+    from ..templates.record import RUN_FILE, read_record
+
     args = _parser().parse_args(argv)
-    mode = {"true": True, "false": False, "auto": None}[args.enable_thinking]
+    record = read_record(args.out) if args.template is None or args.tokenizer is None else None
+    if (args.template is None or args.tokenizer is None) and not (record and record.get("template")):
+        print(f"lf-think export: name --template and --tokenizer, or point --out at a training output_dir that holds "
+              f"{RUN_FILE} (written by every plugin run); {args.out} has none", file=sys.stderr)
+        return 2
+    template = args.template or record["template"]
+    recorded = record.get("enable_thinking", True) if record else True
+    mode = {"true": True, "false": False, "auto": None}[args.enable_thinking] if args.enable_thinking else recorded
+    if record is not None:
+        print(f"from {record['path']}: template {template}, enable_thinking {mode}")
     try:
-        tokenizer, findings = load_tokenizer(args.tokenizer)
-        bundle = build_bundle(args.template, tokenizer, mode, args.num_ctx)
+        tokenizer, findings = load_tokenizer(args.tokenizer or args.out)
+        bundle = build_bundle(template, tokenizer, mode, args.num_ctx)
         written = write_bundle(bundle, Path(args.out), args.force)
     except (DoctorError, ExportError, ExistingFiles) as err:
         print(f"lf-think export: {err}", file=sys.stderr)

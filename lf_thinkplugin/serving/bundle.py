@@ -109,9 +109,10 @@ def build_bundle(name: str, tokenizer: Any, enable_thinking: bool | None = True,
 def write_bundle(bundle: Bundle, out: Path, force: bool) -> list[Path]:
     """Write the bundle (all or nothing). A tokenizer_config.json in out that holds a chat_template
     (transformers 4 layout) gets the exported one, so the saved tokenizer renders what was trained."""
-    from .files import ExistingFiles, write_all
+    from .files import ExistingFiles, _same, write_all
 
-    existing = [name for name in BUNDLE if (out / name).exists()]
+    # a file that already holds exactly the text to write loses nothing (the trainer's saved chat_template.jinja)
+    existing = [name for name in BUNDLE if (out / name).exists() and not _same(out / name, bundle.files.get(name))]
     if existing and not force:
         raise ExistingFiles(f"{out} already has {', '.join(existing)}; nothing written. Use --force to replace them")
     files = dict(bundle.files)

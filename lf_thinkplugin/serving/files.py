@@ -18,7 +18,8 @@ def write_all(folder: Path, files: dict[str, str], force: bool) -> list[Path]:
     (atomic on POSIX), so an interrupted export leaves each file old or new, never partial.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    existing = [name for name in files if (folder / name).exists()]
+    # a file that already holds exactly the text to write loses nothing (the trainer's saved chat_template.jinja)
+    existing = [name for name in files if (folder / name).exists() and not _same(folder / name, files[name])]
     if existing and not force:
         raise ExistingFiles(f"{folder} already has {', '.join(existing)}; nothing written. Use --force to replace them")
     staged: list[tuple[str, Path]] = []
@@ -38,3 +39,12 @@ def write_all(folder: Path, files: dict[str, str], force: bool) -> list[Path]:
     finally:
         for _, tmp in staged:
             tmp.unlink(missing_ok=True)
+
+
+def _same(path: Path, text: str | None) -> bool:
+    if text is None:
+        return False
+    try:
+        return path.is_file() and path.read_text(encoding="utf-8") == text
+    except (OSError, UnicodeDecodeError):
+        return False
