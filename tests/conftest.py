@@ -12,7 +12,7 @@ os.environ.setdefault("LF_THINKPLUGIN_FIXTURES", str(REPO.parent / "shared" / "f
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from lf_thinkplugin.demo.fixtures import QWEN3, fixtures_dir, tokenizer_dir  # noqa: E402
+from lf_thinkplugin.demo.fixtures import QWEN3, QWEN25, fixtures_dir, tokenizer_dir  # noqa: E402
 
 
 def require_fixture(name: str) -> Path:
@@ -114,3 +114,34 @@ def tiny_qwen3(tmp_path_factory) -> Path:
     from lf_thinkplugin.demo.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny_qwen3"), require_fixture(QWEN3))
+
+
+@pytest.fixture(scope="session")
+def patched_lf(tmp_path_factory) -> dict[str, str]:
+    """The environment of a run whose LF carries patches/llamafactory-0.9.5-plugins.patch (native hooks):
+    one patched copy of the installed LF per session (tests/lfrun.py)."""
+    from lfrun import patch_lf
+
+    return patch_lf(tmp_path_factory.mktemp("lf"))
+
+
+@pytest.fixture(scope="session")
+def qwen25_untied(tmp_path_factory) -> Path:
+    """A tiny Qwen3-architecture model with the real Qwen2.5 tokenizer (no think tags) and an untied lm_head."""
+    from lf_thinkplugin.demo.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("q25_untied"), require_fixture(QWEN25), tie_word_embeddings=False)
+
+
+@pytest.fixture(scope="session")
+def think_data(tmp_path_factory) -> Path:
+    """The token_init runs' dataset folder (`think_tiny`: tests/token_rows.py SAMPLES, four times)."""
+    import json
+
+    from token_rows import SAMPLES
+
+    folder = tmp_path_factory.mktemp("think_data")
+    rows = [{"instruction": q, "input": "", "output": a} for q, a in SAMPLES] * 4
+    (folder / "think.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    (folder / "dataset_info.json").write_text(json.dumps({"think_tiny": {"file_name": "think.json"}}))
+    return folder

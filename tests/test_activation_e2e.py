@@ -7,7 +7,6 @@ upstream patch uses native hooks.
 """
 
 import hashlib
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -16,13 +15,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lfrun import base_config, log_records, losses, train
+from lfrun import PATCH, SEAM_PROBE, base_config, log_records, losses, train
 
 import llamafactory
 
 pytestmark = pytest.mark.slow
 LF_DIR = Path(llamafactory.__file__).parent
-PATCH = Path(__file__).resolve().parent.parent / "patches" / "llamafactory-0.9.5-plugins.patch"
 BLOCK = {"log_span_loss": False}  # needs no other capability: exercises the activation path alone
 
 
@@ -114,22 +112,18 @@ def test_upstream_patch_applies_to_installed_llamafactory():
     assert "FAILED" not in proc.stdout and "offset" not in proc.stdout.lower() and "fuzz" not in proc.stdout.lower()
 
 
-def test_patched_llamafactory_uses_native_hooks(tiny_qwen3, tmp_path):
-    shutil.copytree(LF_DIR, tmp_path / "lf" / "llamafactory", ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run(["patch", "-p2", "-d", str(tmp_path / "lf"), "-i", str(PATCH)], check=True, capture_output=True)
+def test_patched_llamafactory_uses_native_hooks(tiny_qwen3, tmp_path, patched_lf):
     out = tmp_path / "out"
-    env = {"PYTHONPATH": str(tmp_path / "lf")}
-    script = ("import sys; sys.argv = ['llamafactory-cli', 'train', *sys.argv[1:]]; from llamafactory.cli import main; "
-              "import lf_thinkplugin.activation.seam as seam; main(); print('SEAM_MODE', seam.mode, seam._originals)")
-    proc = train(base_config(tiny_qwen3, out, thinkplugin=BLOCK), tmp_path, env=env, command=[sys.executable, "-c", script])
+    proc = train(base_config(tiny_qwen3, out, thinkplugin=BLOCK), tmp_path, env=patched_lf,
+                 command=[sys.executable, "-c", SEAM_PROBE])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "SEAM_MODE native {}" in proc.stdout  # nothing of LF's was patched
+    assert "SEAM_MODE native []" in proc.stdout  # nothing of LF's was patched
     assert "Loading plugin thinkplugin (lf_thinkplugin:register)" in proc.stdout + proc.stderr
     assert (out / "thinkplugin_args.yaml").is_file()
 
 
 @pytest.mark.parametrize("native", [False, True], ids=["patched", "native"])
-def test_malformed_report_runs_inside_lf_data_loading(tiny_qwen3, tmp_path, native):
+def test_malformed_report_runs_inside_lf_data_loading(tiny_qwen3, tmp_path, native, request):
     """on_malformed: error stops the run at data loading (before the model loads), naming dataset and sample."""
     import json
 
@@ -143,12 +137,7 @@ def test_malformed_report_runs_inside_lf_data_loading(tiny_qwen3, tmp_path, nati
         "user_tag": "user", "assistant_tag": "assistant"}}}))
     config = base_config(tiny_qwen3, tmp_path / "out", dataset="bad", dataset_dir=str(data),
                          thinkplugin={"on_malformed": "error", "log_span_loss": False})
-    env = {}
-    if native:
-        shutil.copytree(LF_DIR, tmp_path / "lf" / "llamafactory", ignore=shutil.ignore_patterns("__pycache__"))
-        subprocess.run(["patch", "-p2", "-d", str(tmp_path / "lf"), "-i", str(PATCH)], check=True, capture_output=True)
-        env = {"PYTHONPATH": str(tmp_path / "lf")}
-    proc = train(config, tmp_path, env=env)
+    proc = train(config, tmp_path, env=request.getfixturevalue("patched_lf") if native else {})
     assert proc.returncode != 0
     assert "1 of 2 samples have malformed think tags" in proc.stderr
     assert "close_without_open" in proc.stderr and "sample indices 1" in proc.stderr

@@ -12,59 +12,12 @@ import pickle
 
 import pytest
 import torch
-from conftest import fixture_tokenizer
+from lf_sft import COMPACT, EMPTY, REASON, TWO_BLOCKS, encode, user
 
 from lf_thinkplugin.loss.collator import SPAN_KEY, think_collator_class
 from lf_thinkplugin.demo.fixtures import QWEN3, QWEN25, R1_DISTILL
 from lf_thinkplugin.options import ThinkPluginOptions
 from lf_thinkplugin.loss.spans import ANSWER, IGNORE_INDEX, OUTSIDE, REASONING
-
-REASON = "<think>\nadd 2 and 3\n</think>\n\n5"
-EMPTY = "<think>\n\n</think>\n\nParis."
-COMPACT = "<think>x</think>y"
-TWO_BLOCKS = "<think>\nfirst\n</think>\n\npart one <think>\nsecond\n</think>\n\npart two"
-_cache: dict = {}
-
-
-def tokenizer(name):
-    if name not in _cache:
-        _cache[name] = fixture_tokenizer(name)  # faithful where transformers#45488 bites
-    return _cache[name]
-
-
-def lf_setup(name, template, **data_kwargs):
-    from llamafactory.data import get_template_and_fix_tokenizer
-    from llamafactory.hparams import DataArguments
-
-    tok = tokenizer(name)
-    data_args = DataArguments(template=template, cutoff_len=data_kwargs.pop("cutoff_len", 256), **data_kwargs)
-    return tok, get_template_and_fix_tokenizer(tok, data_args), data_args
-
-
-def encode(name, template, samples, packed=False, **data_kwargs):
-    """LF's preprocessing of (prompt messages, response) samples -> (features, template, tokenizer)."""
-    from llamafactory.data.processor import (
-        PackedSupervisedDatasetProcessor,
-        SupervisedDatasetProcessor,
-    )
-
-    tok, tpl, data_args = lf_setup(name, template, **data_kwargs)
-    cls = PackedSupervisedDatasetProcessor if packed else SupervisedDatasetProcessor
-    processor = cls(template=tpl, tokenizer=tok, processor=None, data_args=data_args)
-    n = len(samples)
-    examples = {
-        "_prompt": [p for p, _ in samples],
-        "_response": [[{"role": "assistant", "content": r}] for _, r in samples],
-        "_system": [""] * n, "_tools": [""] * n, "_images": [None] * n, "_videos": [None] * n, "_audios": [None] * n,
-    }
-    out = processor.preprocess_dataset(examples)
-    keys = [k for k in ("input_ids", "attention_mask", "labels", "position_ids", "packing_params") if k in out]
-    return [{k: out[k][i] for k in keys} for i in range(len(out["input_ids"]))], tpl, tok
-
-
-def user(text="What is 2 + 3?"):
-    return [{"role": "user", "content": text}]
-
 
 def collate(features, tpl, tok, policy="full", weight=1.0, **kwargs):
     """(think collator batch, LF's own batch) for the same features."""
@@ -128,7 +81,7 @@ def test_span_map_token_by_token_qwen3():
     think, base = collate(features, tpl, tok, "mask_reasoning")
     ids = base["input_ids"][0].tolist()
     kinds = think[SPAN_KEY][0].tolist()
-    response = [(tok.convert_ids_to_tokens(i), k) for i, k in zip(ids, kinds) if k != OUTSIDE]
+    response = [(tok.convert_ids_to_tokens(i), k) for i, k in zip(ids, kinds, strict=True) if k != OUTSIDE]
     assert [k != OUTSIDE for k in kinds] == (base["labels"][0] != IGNORE_INDEX).tolist()
     assert response == [
         ("<think>", REASONING), ("Ċ", REASONING), ("add", REASONING), ("Ġ", REASONING), ("2", REASONING),

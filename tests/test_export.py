@@ -160,7 +160,7 @@ def lf_turns(template: str, tokenizer, probe, mode):
     if mode is False:  # a non-thinking run: the conversation a client sends has no reasoning (as in the doctor)
         messages = [dict(m, content=strip_reasoning(m["content"])) if m["role"] == "assistant" else m for m in messages]
     out = []
-    for (start, end), index in zip(runs, assistants[len(assistants) - len(runs):]):
+    for (start, end), index in zip(runs, assistants[len(assistants) - len(runs):], strict=True):
         out.append((messages[:index], input_ids[:start], labels[start:end]))
     return out
 
@@ -287,7 +287,7 @@ def test_ollama_renders_the_training_tokens(exported, go_renderer, template):
                 jobs.append({"messages": system + ollama_messages(fmt, messages), "think": thinking, "is_think_set": not thinking})
                 expected.append((mode, probe.name, prompt_ids, response))
     rendered = render_ollama(go_renderer, modelfile_template(folder), jobs)
-    for text, (mode, name, prompt_ids, response) in zip(rendered, expected):
+    for text, (mode, name, prompt_ids, response) in zip(rendered, expected, strict=True):
         assert bos + tok.encode(text, add_special_tokens=False) == prompt_ids, (template, mode, name, text[-80:])
         assert any(stop in tok.decode(response) for stop in fmt.stop)  # PARAMETER stop ends the trained turn
     assert len(expected) == 3 * sum(len(lf_turns(template, tok, p, True)) for p in PROBES) and not skipped
@@ -314,7 +314,7 @@ def test_callback_writes_the_bundle_into_checkpoints_and_output_dir(tiny_qwen3, 
     tok = tokenizer_of(tiny_qwen3)
     tok.chat_template = "{{ messages }}"  # a wrong template: the callback must replace it
     encoder = Encoder("qwen3_think", Scanner(tok, True, probes=()).view(), True)
-    rows = [dict(zip(("input_ids", "labels"), encoder.encode(p))) for p in PROBES[:4]]
+    rows = [dict(zip(("input_ids", "labels"), encoder.encode(p), strict=True)) for p in PROBES[:4]]
     dataset = [dict(r, attention_mask=[1] * len(r["input_ids"])) for r in rows]
     collator = SFTDataCollatorWith4DAttentionMask(template=TEMPLATES["qwen3_think"], tokenizer=tok, model=None,
                                                   label_pad_token_id=-100, compute_dtype=torch.float32)  # fmt: skip

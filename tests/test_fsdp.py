@@ -51,7 +51,7 @@ def test_fsdp2_two_cpu_ranks_match_ddp(tiny_qwen3, tmp_path):
     keys = ("loss", "loss_think", "loss_answer")
     runs = [[r for r in log_history(tmp_path / name) if "loss" in r] for name in ("fsdp", "ddp")]
     assert len(runs[0]) == len(runs[1]) == 2
-    for step, (a, b) in enumerate(zip(*runs)):
+    for step, (a, b) in enumerate(zip(*runs, strict=True)):
         for key in keys:  # step 1: the same weights and batches; step 2: after one (equivalent) update
             assert math.isclose(a[key], b[key], rel_tol=1e-5 if step == 0 else 1e-3), (step, key, a[key], b[key])
     assert (tmp_path / "fsdp" / "thinkplugin_args.yaml").is_file()

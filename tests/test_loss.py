@@ -7,51 +7,24 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from test_collator import REASON, TWO_BLOCKS, encode, user
+from lf_sft import LOSS_SAMPLES, encode, make_trainer, step_loss
 
 import lf_thinkplugin.loss.trainer as trainer_mod
 from lf_thinkplugin.demo.fixtures import QWEN3
 from lf_thinkplugin.loss.collator import SPAN_KEY, think_collator_class
 from lf_thinkplugin.loss.spans import IGNORE_INDEX, REASONING
-from lf_thinkplugin.loss.trainer import think_trainer_class, weighted_loss_sum
+from lf_thinkplugin.loss.trainer import weighted_loss_sum
 from lf_thinkplugin.options import ThinkPluginOptions
-
-SAMPLES = [(user(), REASON), (user("Capital?"), "<think>\n\n</think>\n\nParis."), (user(), TWO_BLOCKS)]
 
 
 @pytest.fixture(scope="module")
 def setup(tiny_qwen3):
     from transformers import AutoModelForCausalLM
 
-    features, tpl, tok = encode(QWEN3, "qwen3", SAMPLES)
+    features, tpl, tok = encode(QWEN3, "qwen3", LOSS_SAMPLES)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(str(tiny_qwen3))
     return features, tpl, tok, model
-
-
-def make_trainer(setup, tmp_path, opts=None, **args):
-    from llamafactory.data import SFTDataCollatorWith4DAttentionMask
-    from llamafactory.hparams import FinetuningArguments
-    from llamafactory.hparams.training_args import TrainingArguments
-    from llamafactory.train.sft.trainer import CustomSeq2SeqTrainer
-
-    features, tpl, tok, model = setup
-    defaults = {"output_dir": str(tmp_path), "per_device_train_batch_size": 3, "report_to": "none", "use_cpu": True,
-                    "save_strategy": "no", "learning_rate": 0.0, "max_steps": 1, "logging_steps": 1, "disable_tqdm": True}
-    targs = TrainingArguments(**{**defaults, **args})
-    cls, collator = CustomSeq2SeqTrainer, SFTDataCollatorWith4DAttentionMask(template=tpl, tokenizer=tok)
-    if opts is not None:
-        cls = think_trainer_class(CustomSeq2SeqTrainer, opts)
-        collator = think_collator_class(SFTDataCollatorWith4DAttentionMask)(options=opts, template=tpl, tokenizer=tok)
-    dataset = [copy.deepcopy(f) for f in features]
-    return cls(model=model, args=targs, finetuning_args=FinetuningArguments(), data_collator=collator,
-               train_dataset=dataset, tokenizer=tok, processor=None)
-
-
-def step_loss(trainer, batch, num_items=None):
-    trainer.model.eval()  # no dropout; also keeps span tracking off
-    with torch.no_grad():
-        return trainer.compute_loss(trainer.model, dict(batch), num_items_in_batch=num_items)
 
 
 def test_weight_one_is_lf_loss_bit_for_bit(setup, tmp_path):

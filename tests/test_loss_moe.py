@@ -7,8 +7,7 @@ import types
 
 import pytest
 import torch
-from test_collator import encode
-from test_loss import SAMPLES, make_trainer, step_loss
+from lf_sft import LOSS_SAMPLES, encode, make_trainer, step_loss
 
 from lf_thinkplugin.demo.fixtures import QWEN3
 from lf_thinkplugin.loss.collator import SPAN_KEY
@@ -26,7 +25,7 @@ def moe_setup():
     from llamafactory.model.model_utils.moe import configure_moe
     from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
 
-    features, tpl, tok = encode(QWEN3, "qwen3", SAMPLES)
+    features, tpl, tok = encode(QWEN3, "qwen3", LOSS_SAMPLES)
     config = Qwen3MoeConfig(
         vocab_size=151936, hidden_size=64, intermediate_size=128, moe_intermediate_size=32, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, head_dim=16, num_experts=4, num_experts_per_tok=2,
@@ -94,7 +93,7 @@ def test_weighted_path_at_one_equals_lf_loss_under_gradient_accumulation(moe_set
     parts_think = [think.data_collator(copy.deepcopy(moe_setup[0][:1])), think.data_collator(copy.deepcopy(moe_setup[0][1:]))]
     n_lf = base._get_num_items_in_batch(parts_base, torch.device("cpu"))
     n_think = think._get_num_items_in_batch(parts_think, torch.device("cpu"))
-    for b, t in zip(parts_base, parts_think):
+    for b, t in zip(parts_base, parts_think, strict=True):
         torch.testing.assert_close(step_loss(think, t, n_think), step_loss(base, b, n_lf), rtol=1e-6, atol=0)
 
 

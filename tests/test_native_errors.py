@@ -145,8 +145,8 @@ def test_sample_error_pickles_and_is_located() -> None:
     from lf_thinkplugin.data.sample_errors import DATA_FIX, SampleError, find_sample_error, locate, sample_message
 
     def row(*contents: str, system: str = "") -> dict[str, Any]:
-        roles = ["user", "assistant"] * len(contents)
-        msgs = [{"role": r, "content": c} for r, c in zip(roles, contents)]
+        roles = [("user", "assistant")[i % 2] for i in range(len(contents))]
+        msgs = [{"role": r, "content": c} for r, c in zip(roles, contents, strict=True)]
         return {"_prompt": msgs[:-1], "_response": msgs[-1:], "_system": system, "_tools": ""}
 
     aligned = Dataset.from_list([row("a", "b"), row("q", "x", "q2", "y"), row("q", "x", "q2", "y", system="s")])

@@ -4,13 +4,11 @@ and each trains through `llamafactory-cli` (recipe 4: ZeRO-3 on two CPU ranks; r
 with command-line overrides of steps and precision only."""
 
 import json
-import os
-import subprocess
 
 import pytest
 
 from conftest import REPO, require_deepspeed, require_fixture
-from lfrun import BIN, log_history, train
+from lfrun import lf_think, log_history, train
 
 from lf_thinkplugin.demo.fixtures import QWEN3
 
@@ -33,11 +31,6 @@ def shipped(recipe: str, key: str) -> str:
     """A top-level value of the recipe as shipped."""
     return next(line.split(":", 1)[1].strip() for line in (RECIPES / f"{recipe}.yaml").read_text().splitlines()
                 if line.startswith(f"{key}:"))
-
-
-def lf_think(args, workspace, env):
-    return subprocess.run([str(BIN / "lf-think"), *args], cwd=workspace, capture_output=True, text=True,
-                          env={**os.environ, **env}, stdin=subprocess.DEVNULL)
 
 
 def check_recipe(recipe, workspace, env):
@@ -91,7 +84,7 @@ def test_doctor_reads_a_hub_id_from_the_cache(workspace, hub_env):
 def test_demo_recipe_trains(tmp_path):
     """The main job as shipped: the tiny training, then `lf-think eval` before / after (the format is learned)."""
     require_fixture(QWEN3)
-    proc = subprocess.run([str(BIN / "lf-think"), "demo", "--out", str(tmp_path / "demo")], capture_output=True, text=True)
+    proc = lf_think(["demo", "--out", str(tmp_path / "demo")])
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "steps: 150/150" in proc.stdout and "loss_think:" in proc.stdout and "loss_answer:" in proc.stdout
     assert (tmp_path / "demo" / "output" / "thinkplugin_args.yaml").is_file()
@@ -102,7 +95,7 @@ def test_demo_recipe_trains(tmp_path):
     assert think_base <= 0.1 and nothink_base <= 0.1, row  # the untrained baseline
     assert (tmp_path / "demo" / "eval.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "parity with LF's training encoder on 10/10 probes" in proc.stdout
-    again = subprocess.run([str(BIN / "lf-think"), "demo", "--out", str(tmp_path / "demo")], capture_output=True, text=True)
+    again = lf_think(["demo", "--out", str(tmp_path / "demo")])
     assert again.returncode == 2 and "--force" in again.stderr  # never silently overwrites
 
 

@@ -4,12 +4,9 @@ writes anything there)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-
 import pytest
 
-from lfrun import BIN, base_config, train
+from lfrun import base_config, lf_think, train
 
 pytestmark = pytest.mark.slow
 TOKENS = {"<think>": ["think"], "</think>": ["answer"]}
@@ -81,7 +78,6 @@ def test_refusal(case, tiny_qwen3, bad_data, tmp_path):
 def test_check_names_the_yaml_error(tmp_path):
     recipe = tmp_path / "broken.yaml"
     recipe.write_text("model_name_or_path: Qwen/Qwen3-0.6B\nstage: sft\nthinkplugin:\n  think_loss: [mask_empty\n")
-    proc = subprocess.run([str(BIN / "lf-think"), "check", str(recipe)], capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdin=subprocess.DEVNULL)
+    proc = lf_think(["check", str(recipe)], env={"HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert str(recipe) in proc.stderr and "line 4" in proc.stderr, proc.stderr

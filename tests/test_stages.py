@@ -7,21 +7,17 @@ no think tags, so `<think>` / `</think>` are new (151665 / 151666, inside Qwen's
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from lfrun import SEAM_PROBE, train_ok
 from safetensors.torch import load_file
-from test_token_init import END, THINK, combo, lf_config, lf_train, qwen25_untied, weights  # noqa: F401  (fixture)
-
-import llamafactory
+from token_rows import END, THINK, combo, lf_config, weights
 
 pytestmark = pytest.mark.slow
-PATCH = Path(__file__).resolve().parent.parent / "patches" / "llamafactory-0.9.5-plugins.patch"
 SOURCES = {"<think>": ["思考", "think"], "</think>": ["answer", "end"]}
 QA = [("What is 2+2?", "<think>\nTwo plus two is four.\n</think>\n\n4", "<think>\nNo idea.\n</think>\n\n5"),
       ("Say hello.", "<think>\nA greeting is asked for.\n</think>\n\nHello!", "<think>\nHm.\n</think>\n\nBye."),
@@ -55,28 +51,16 @@ def stage_data(tmp_path_factory) -> Path:
 DATASET = {"pt": "pt", "sft": "sft", "dpo": "pairs", "rm": "pairs", "kto": "kto"}
 
 
-def patched_lf(tmp_path: Path) -> dict[str, str]:
-    """The environment of a run whose LF carries patches/llamafactory-0.9.5-plugins.patch (native hooks)."""
-    shutil.copytree(Path(llamafactory.__file__).parent, tmp_path / "lf" / "llamafactory",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run(["patch", "-p2", "-d", str(tmp_path / "lf"), "-i", str(PATCH)], check=True, capture_output=True)
-    return {"PYTHONPATH": str(tmp_path / "lf")}
-
-
-SEAM_PROBE = ("import sys; sys.argv = ['llamafactory-cli', 'train', *sys.argv[1:]]; from llamafactory.cli import main; "
-              "import lf_thinkplugin.activation.seam as seam; main(); print('SEAM_MODE', seam.mode, sorted(seam._originals))")
-
-
 @pytest.mark.parametrize("mode", ["patched", "native"])
 @pytest.mark.parametrize("stage", ["pt", "sft", "dpo", "kto", "rm"])
-def test_token_init_in_every_stage(stage, mode, qwen25_untied, stage_data, tmp_path):
+def test_token_init_in_every_stage(stage, mode, qwen25_untied, stage_data, tmp_path, request):
     out = tmp_path / "out"
     # a learning rate of 0: the saved rows are exactly the rows token_init wrote (the step changes nothing)
     cfg = lf_config(qwen25_untied, stage_data, out, {"token_init": SOURCES}, stage=stage, dataset=DATASET[stage],
                     finetuning_type="lora", lora_target="all", max_steps=1, save_steps=10, learning_rate=0.0,
                     per_device_train_batch_size=2)
-    env = patched_lf(tmp_path) if mode == "native" else None
-    log = lf_train(cfg, tmp_path, env=env, command=[sys.executable, "-c", SEAM_PROBE])
+    env = request.getfixturevalue("patched_lf") if mode == "native" else None
+    log = train_ok(cfg, tmp_path, env=env, command=[sys.executable, "-c", SEAM_PROBE])
     assert ("SEAM_MODE native []" in log) == (mode == "native")
     saved = yaml.safe_load((out / "thinkplugin_args.yaml").read_text())
     assert saved["thinkplugin"]["token_init"]["<think>"]["sources"] == SOURCES["<think>"]
@@ -86,7 +70,7 @@ def test_token_init_in_every_stage(stage, mode, qwen25_untied, stage_data, tmp_p
     rows = adapter["base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta"]
     start = weights(qwen25_untied)["model.embed_tokens.weight"]
     tokenizer = _tokenizers_lib(qwen25_untied)  # the oracle encodes with the `tokenizers` library, not the plugin's loader
-    for row, token in zip(rows, ("<think>", "</think>")):
+    for row, token in zip(rows, ("<think>", "</think>"), strict=True):
         torch.testing.assert_close(row, combo(start, tokenizer, SOURCES[token]), rtol=0, atol=1e-6)
     grown = _tokenizers_lib(out).tok  # the saved tokenizer holds the new tokens at the planned ids
     assert [grown.token_to_id("<think>"), grown.token_to_id("</think>")] == [THINK, END]

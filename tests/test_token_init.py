@@ -9,120 +9,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from conftest import require_fixture
+from lfrun import SEAM_PROBE, train_ok
+from token_rows import END, SPECS, THINK, combo, lf_config, lf_load, run_init, weights
 
 from lf_thinkplugin.demo.fixtures import QWEN25
 from lf_thinkplugin.options import OptionsError, parse_options
 from lf_thinkplugin.tokens.token_init import NOISE_TRUNCATION, make_callbacks, prepare_lf_args
-
-THINK, END = 151665, 151666  # ids LF gives <think>, </think> on top of the Qwen2.5 tokenizer
-SPECS = {
-    "<think>": ["思考", "think"],
-    "</think>": {"strategy": "text", "text": "end of reasoning", "noise": 0.1},
-}
-SAMPLES = [
-    ("What is 2+2?", "<think>\nTwo plus two is four.\n</think>\n\n4"),
-    ("Say hello.", "<think>\nA greeting is asked for.\n</think>\n\nHello!"),
-    ("Capital of France?", "<think>\nParis is the capital of France.\n</think>\n\nParis"),
-    ("What is 3*3?", "<think>\nThree times three is nine.\n</think>\n\n9"),
-]
-
-
-# ------------------------------------------------------------------------------------------
-# shared helpers (test_train_new_rows.py imports them)
-
-
-@pytest.fixture(scope="session")
-def qwen25_untied(tmp_path_factory) -> Path:
-    from lf_thinkplugin.demo.tiny_model import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("q25_untied"), require_fixture(QWEN25), tie_word_embeddings=False)
-
-
-@pytest.fixture(scope="session")
-def think_data(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("think_data")
-    rows = [{"instruction": q, "input": "", "output": a} for q, a in SAMPLES] * 4
-    (folder / "think.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
-    (folder / "dataset_info.json").write_text(json.dumps({"think_tiny": {"file_name": "think.json"}}))
-    return folder
-
-
-def lf_config(model: Path, data: Path, out: Path, block: dict, **overrides) -> dict:
-    cfg = {
-        "model_name_or_path": str(model), "stage": "sft", "do_train": True, "finetuning_type": "full",
-        "dataset": "think_tiny", "dataset_dir": str(data), "template": "qwen", "cutoff_len": 64,
-        "output_dir": str(out), "overwrite_output_dir": True, "logging_steps": 1, "save_steps": 2,
-        "per_device_train_batch_size": 2, "learning_rate": 1.0e-2, "weight_decay": 0.1, "max_steps": 4,
-        "lr_scheduler_type": "constant", "report_to": "none", "seed": 7,
-        "thinkplugin": {"log_span_loss": False, **block},
-    }
-    cfg.update(overrides)
-    return cfg
-
-
-def lf_train(cfg: dict, workdir: Path, env: dict | None = None, command: list[str] | None = None) -> str:
-    """Run `llamafactory-cli train` (or `command`) on cfg in a subprocess; return its output (fails the test on error)."""
-    path = workdir / f"cfg_{len(list(workdir.glob('cfg_*.yaml')))}.yaml"
-    path.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    cli = Path(sys.executable).with_name("llamafactory-cli")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "DISABLE_VERSION_CHECK": "1", "OMP_NUM_THREADS": "2",
-           "PATH": f"{cli.parent}{os.pathsep}{os.environ.get('PATH', '')}", **(env or {})}  # LF calls `torchrun`
-    command = command or [str(cli), "train"]
-    proc = subprocess.run([*command, str(path)], cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-4000:]
-    return out
-
-
-def weights(folder: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    return load_file(str(folder / "model.safetensors"))
-
-
-def lf_load(model: Path, block: dict, finetuning_type: str = "full", **lf_extra):
-    """What a run does up to the trainer, through the seam: the `thinkplugin:` block in LF's argument
-    dict (plugin prepare, LF's parsing), then LF's loaders (LoRA: the seam's PEFT config hook)."""
-    from llamafactory.hparams import get_train_args
-    from llamafactory.model import load_model, load_tokenizer
-
-    from lf_thinkplugin.activation import seam
-
-    lf_args = {"model_name_or_path": str(model), "stage": "sft", "do_train": True, "finetuning_type": finetuning_type,
-               "output_dir": str(model / "out"), "template": "qwen", "report_to": "none",
-               "dataset": "think_tiny", **lf_extra}  # parsed only: LF wants a dataset name when do_train
-    try:
-        model_args, _, training_args, finetuning_args, _ = get_train_args({**lf_args, "thinkplugin": block})
-        ctx = seam.bound()
-        assert ctx is not None and ctx.token_plan is not None, "the seam's read_args hook is not installed"
-        tokenizer = load_tokenizer(model_args)["tokenizer"]
-        model_obj = load_model(tokenizer, model_args, finetuning_args, is_trainable=True)
-    finally:
-        seam.end_run()  # later tests in this process run without a block
-    return ctx, lf_args, tokenizer, model_obj, training_args
-
-
-def run_init(ctx, model, tokenizer, training_args, global_step: int = 0):
-    """The callback's two events as the trainer fires them: a fresh run (global_step 0) or a resume."""
-    from transformers import TrainerControl, TrainerState
-
-    callback = make_callbacks(ctx.token_plan)[0]
-    state = TrainerState()
-    training_args.resume_from_checkpoint = f"checkpoint-{global_step}" if global_step else None
-    callback.on_init_end(training_args, state, TrainerControl(), model=model, processing_class=tokenizer)
-    state.global_step = global_step
-    callback.on_train_begin(training_args, state, TrainerControl(), model=model, processing_class=tokenizer)
-    return callback
 
 
 def prepare(opts, lf_args):
@@ -130,12 +27,6 @@ def prepare(opts, lf_args):
     from lf_thinkplugin.loading.tokenizer import from_pretrained
 
     return prepare_lf_args(opts, lf_args, from_pretrained(lf_args["model_name_or_path"]))
-
-
-def combo(weight: torch.Tensor, tokenizer, sources: list[str]) -> torch.Tensor:
-    """The `tokens` combination: mean over source strings of the mean of their sub-token rows."""
-    per_source = [weight[tokenizer.encode(s, add_special_tokens=False)].float().mean(dim=0) for s in sources]
-    return torch.stack(per_source).mean(dim=0)
 
 
 # ------------------------------------------------------------------------------------------
@@ -416,12 +307,12 @@ def test_resume_keeps_the_checkpoint_rows_and_saves_tokens_and_vocab(qwen25_unti
     """A run resumed from checkpoint-2 ends bit-identical to the uninterrupted run; re-initialising the
     trained rows on resume would make them differ."""
     full, resumed = tmp_path / "full", tmp_path / "resumed"
-    log = lf_train(lf_config(qwen25_untied, think_data, full, {"token_init": SPECS}), tmp_path)
+    log = train_ok(lf_config(qwen25_untied, think_data, full, {"token_init": SPECS}), tmp_path)
     assert "token_init rows:" in log
     ckpt = weights(full / "checkpoint-2")
     fresh = weights(qwen25_untied)
     assert not torch.equal(ckpt["model.embed_tokens.weight"][THINK], fresh["model.embed_tokens.weight"][THINK])
-    log = lf_train(lf_config(qwen25_untied, think_data, resumed, {"token_init": SPECS},
+    log = train_ok(lf_config(qwen25_untied, think_data, resumed, {"token_init": SPECS},
                              resume_from_checkpoint=str(full / "checkpoint-2")), tmp_path)
     assert "token_init: resumed at step 2; rows kept from the checkpoint" in log and "token_init rows:" not in log
     want, got = weights(full), weights(resumed)
@@ -449,7 +340,7 @@ def test_torchrun_two_ranks_identical_rows_one_table_grown_vocab_saved(think_dat
     out = tmp_path / "out"
     cfg = lf_config(folder, think_data, out, {"token_init": SPECS, "train_new_tokens_only": True},
                     max_steps=1, save_steps=10, ddp_backend="gloo")
-    log = lf_train(cfg, tmp_path, env={"FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2"})
+    log = train_ok(cfg, tmp_path, env={"FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2"})
     assert log.count("token_init rows:") == 1 and "(identical on all 2 ranks)" in log
     config = json.loads((out / "config.json").read_text())
     saved = weights(out)
@@ -467,9 +358,9 @@ def test_lora_run_saves_only_the_new_rows_resumes_and_loads_back(qwen25_untied, 
 
     out = tmp_path / "out"
     lora = {"finetuning_type": "lora", "lora_target": "all", "max_steps": 4, "save_steps": 2}
-    log = lf_train(lf_config(qwen25_untied, think_data, out, {"token_init": SPECS}, **lora), tmp_path)
+    log = train_ok(lf_config(qwen25_untied, think_data, out, {"token_init": SPECS}, **lora), tmp_path)
     assert "as PEFT trainable tokens; no full embedding copies" in log
-    resumed = lf_train(lf_config(qwen25_untied, think_data, tmp_path / "resumed", {"token_init": SPECS},
+    resumed = train_ok(lf_config(qwen25_untied, think_data, tmp_path / "resumed", {"token_init": SPECS},
                                  resume_from_checkpoint=str(out / "checkpoint-2"), **lora), tmp_path)
     assert "token_init: resumed at step 2; rows kept from the checkpoint" in resumed
     want, got = load_file(str(out / "adapter_model.safetensors")), load_file(str(tmp_path / "resumed" / "adapter_model.safetensors"))
@@ -516,7 +407,7 @@ def test_lora_without_block_is_stock_lf(qwen25_untied, think_data, tmp_path):
         cfg = lf_config(qwen25_untied, think_data, out, {}, finetuning_type="lora", lora_target="all",
                         add_tokens="<think>,</think>", max_steps=1, save_steps=10)
         del cfg["thinkplugin"]
-        log = lf_train(cfg, tmp_path, env=env)
+        log = train_ok(cfg, tmp_path, env=env)
         assert "[lf_thinkplugin]" not in log
         config = json.loads((out / "adapter_config.json").read_text())
         assert sorted(config["modules_to_save"]) == ["embed_tokens", "lm_head"] and config["trainable_token_indices"] is None
@@ -525,22 +416,12 @@ def test_lora_without_block_is_stock_lf(qwen25_untied, think_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_lora_trainable_tokens_through_lf_native_hook(qwen25_untied, think_data, tmp_path):
+def test_lora_trainable_tokens_through_lf_native_hook(qwen25_untied, think_data, tmp_path, patched_lf):
     """LF carrying the upstream patch: the PEFT config goes through `register_peft_config_hook`, nothing patched."""
-    import shutil
-
-    import llamafactory
-
-    lf_dir = Path(llamafactory.__file__).parent
-    patch = Path(__file__).resolve().parent.parent / "patches" / "llamafactory-0.9.5-plugins.patch"
-    shutil.copytree(lf_dir, tmp_path / "lf" / "llamafactory", ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run(["patch", "-p2", "-d", str(tmp_path / "lf"), "-i", str(patch)], check=True, capture_output=True)
     out = tmp_path / "out"
     cfg = lf_config(qwen25_untied, think_data, out, {"token_init": SPECS}, finetuning_type="lora", lora_target="all",
                     max_steps=1, save_steps=10)
-    script = ("import sys; sys.argv = ['llamafactory-cli', 'train', *sys.argv[1:]]; from llamafactory.cli import main; "
-              "import lf_thinkplugin.activation.seam as seam; main(); print('SEAM_MODE', seam.mode, sorted(seam._originals))")
-    log = lf_train(cfg, tmp_path, env={"PYTHONPATH": str(tmp_path / "lf")}, command=[sys.executable, "-c", script])
+    log = train_ok(cfg, tmp_path, env=patched_lf, command=[sys.executable, "-c", SEAM_PROBE])
     assert "SEAM_MODE native []" in log and "Loading plugin thinkplugin" in log
     config = json.loads((out / "adapter_config.json").read_text())
     assert config["modules_to_save"] is None

@@ -12,18 +12,8 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import REPO, require_deepspeed
-from test_token_init import (  # noqa: F401
-    END,
-    SPECS,
-    THINK,
-    lf_config,
-    lf_load,
-    lf_train,
-    qwen25_untied,
-    run_init,
-    think_data,
-    weights,
-)
+from lfrun import train_ok
+from token_rows import END, SPECS, THINK, lf_config, lf_load, run_init, weights
 
 ZERO3 = REPO / "examples" / "deepspeed" / "ds_z3_config.json"
 TWO_RANKS = {"FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2"}
@@ -63,7 +53,7 @@ def test_zero3_saved_rows_are_the_initialised_rows(finetuning_type, qwen25_untie
     PEFT trainable tokens are refused there): the saved new rows equal the rows a plain process
     initialises, every other row equals the checkpoint's."""
     out = tmp_path / "out"
-    log = lf_train(_zero3_config(qwen25_untied, think_data, out, finetuning_type,
+    log = train_ok(_zero3_config(qwen25_untied, think_data, out, finetuning_type,
                                  max_steps=1, learning_rate=0.0, save_steps=10), tmp_path, env=TWO_RANKS)
     assert log.count("token_init rows:") == 1
     assert "(written on rank 0, re-partitioned across 2 ranks by DeepSpeed ZeRO-3)" in log
@@ -89,11 +79,11 @@ def test_zero3_resume_keeps_the_checkpoint_rows(qwen25_untied, think_data, tmp_p
     """A ZeRO-3 run resumed from checkpoint-2 (DeepSpeed's partitioned checkpoint) does not
     re-initialise the trained rows and ends where the uninterrupted run ends."""
     full, resumed = tmp_path / "full", tmp_path / "resumed"
-    log = lf_train(_zero3_config(qwen25_untied, think_data, full, "full"), tmp_path, env=TWO_RANKS)
+    log = train_ok(_zero3_config(qwen25_untied, think_data, full, "full"), tmp_path, env=TWO_RANKS)
     assert "token_init rows:" in log and (full / "checkpoint-2").is_dir()
     trained = weights(full / "checkpoint-2")
     assert not torch.equal(trained[EMB][THINK], weights(qwen25_untied)[EMB][THINK])
-    log = lf_train(_zero3_config(qwen25_untied, think_data, resumed, "full",
+    log = train_ok(_zero3_config(qwen25_untied, think_data, resumed, "full",
                                  resume_from_checkpoint=str(full / "checkpoint-2")), tmp_path, env=TWO_RANKS)
     assert "token_init: resumed at step 2; rows kept from the checkpoint" in log and "token_init rows:" not in log
     want, got = weights(full), weights(resumed)

@@ -4,18 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_token_init import (  # noqa: F401
-    END,
-    SPECS,
-    THINK,
-    combo,
-    lf_config,
-    lf_load,
-    lf_train,
-    qwen25_untied,
-    think_data,
-    weights,
-)
+from lfrun import train_ok
+from token_rows import END, SPECS, THINK, combo, lf_config, lf_load, weights
 
 from lf_thinkplugin.demo.fixtures import QWEN25
 from lf_thinkplugin.options import OptionsError, parse_options
@@ -38,7 +28,7 @@ def test_new_rows_only_then_staged_unfreeze(qwen25_untied, think_data, tmp_path,
         "unfreeze": [{"step": 2, "modules": ["model.layers.1.*"]}, {"step": 3, "modules": [EMB]}],
     }
     out = tmp_path / "out"
-    log = lf_train(lf_config(qwen25_untied, think_data, out, block, save_steps=1), tmp_path)
+    log = train_ok(lf_config(qwen25_untied, think_data, out, block, save_steps=1), tmp_path)
     assert "unfreeze at step 2" in log and "unfreeze at step 3" in log
     start, final = weights(qwen25_untied), weights(out)
     step1, ckpt = weights(out / "checkpoint-1"), weights(out / "checkpoint-2")
@@ -79,7 +69,7 @@ def test_new_rows_only_with_freeze_and_lora(finetuning_type, qwen25_untied, thin
     extra = {"lora_target": "all"} if finetuning_type == "lora" else {}
     cfg = lf_config(qwen25_untied, think_data, out, {"token_init": SPECS, "train_new_tokens_only": True},
                     finetuning_type=finetuning_type, max_steps=2, save_steps=10, **extra)
-    lf_train(cfg, tmp_path)
+    train_ok(cfg, tmp_path)
     start = weights(qwen25_untied)
     if finetuning_type == "freeze":
         final = weights(out)

@@ -22,11 +22,12 @@ def train(
     command: Optional[list[str]] = None,
     timeout: Optional[int] = None,
 ) -> subprocess.CompletedProcess:
-    """Train with `config` (a dict, written to workdir/config.yaml, or a YAML path), offline; output captured."""
+    """Train with `config` (a dict, written to workdir/config.yaml in its key order, which token_init ids follow,
+    or a YAML path), offline; output captured."""
     workdir.mkdir(parents=True, exist_ok=True)
     if isinstance(config, dict):
         path = workdir / "config.yaml"
-        path.write_text(yaml.safe_dump(config, allow_unicode=True))
+        path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
     else:
         path = Path(config)
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
