@@ -22,6 +22,7 @@ import pytest
 
 from conftest import require_fixture
 from lfrun import train
+from oracle import label_runs
 
 IGNORE = -100
 CHATML_HEAD = ("{% for m in messages %}"
@@ -234,13 +235,7 @@ def expected_turns(tok: Any, shape: Shape, turns: list, thinking: bool) -> list[
 
 def check(tok: Any, shape: Shape, turns: list, thinking: bool, input_ids: list[int], labels: list[int]) -> None:
     expected = expected_turns(tok, shape, turns, thinking)
-    runs, start = [], None
-    for i, label in enumerate(list(labels) + [IGNORE]):
-        if label != IGNORE and start is None:
-            start = i
-        elif label == IGNORE and start is not None:
-            runs.append((start, i))
-            start = None
+    runs = label_runs(labels)
     trained = []
     for s, e in runs:
         got = labels[s:e]

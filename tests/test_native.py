@@ -29,6 +29,7 @@ import pytest
 
 from conftest import require_fixture
 from lfrun import train
+from oracle import label_runs
 
 IGNORE = -100
 TEMPLATES = "chat_templates"
@@ -212,13 +213,7 @@ def expected_turns(tok: Any, conv: dict[str, Any], fam: Family, thinking: bool) 
 
 def check_sample(tok: Any, conv: dict, fam: Family, thinking: bool, input_ids: list[int], labels: list[int]) -> list[int]:
     expected = expected_turns(tok, conv, fam, thinking)
-    runs, start = [], None
-    for i, label in enumerate(list(labels) + [IGNORE]):
-        if label != IGNORE and start is None:
-            start = i
-        elif label == IGNORE and start is not None:
-            runs.append((start, i))
-            start = None
+    runs = label_runs(labels)
     trained = []
     eos = tok.eos_token_id
     for s, e in runs:
