@@ -320,10 +320,13 @@ def resolve_template(model_path: str, enable_thinking: bool | None = True, mask_
         # No template renders every probe shape: the model's own template still trains every sample whose
         # shape it renders. A probe shape the data does not hold never blocks a run; a sample that cannot be
         # rendered is reported at tokenization (left as context), and a dataset with nothing trained is refused.
-        report.recommended, report.detail = "native", report.scanner.check("native")
-        partial = [p.probe for p in report.detail.probes if not p.ok]
-        report.findings = [f for f in report.findings if not (f.topic == "end of turn" and f.level == "error")] \
-            + check_end_of_turn(report.folder or model_path, report.scanner.tokenizer, report.scanner, report.detail)
+        # A template that renders no probe shape at all (it drops the answers) trains nothing: refused here.
+        native = report.scanner.check("native")
+        if native.passed:
+            report.recommended, report.detail = "native", native
+            partial = [p.probe for p in native.probes if not p.ok]
+            report.findings = [f for f in report.findings if not (f.topic == "end of turn" and f.level == "error")] \
+                + check_end_of_turn(report.folder or model_path, report.scanner.tokenizer, report.scanner, native)
     blocking = [f for f in report.findings if f.level == "error" and f not in misread]
     if blocking or report.recommended is None:
         raise OptionsError(
