@@ -474,7 +474,7 @@ def test_expand_turns_through_llamafactory_cli(tmp_path_factory: pytest.TempPath
         for r in responses:
             sub = dict(conv, turns=conv["turns"][: conv["turns"].index(r) + 1])
             expected.append(expected_turns(tok, sub, fam, True)[-1])
-    assert len(data) == len(expected) == 8
+    assert len(data) == len(expected) == 9
     for (prompt_ids, response_ids), row in zip(expected, data, strict=True):
         start = len(prompt_ids)
         assert row["input_ids"][:start] == prompt_ids and set(row["labels"][:start]) == {IGNORE}
