@@ -293,9 +293,9 @@ class NativeEncoder:
             return None
         opens = prompt.endswith(fmt.opener) or prompt.endswith(fmt.opener + "\n")
         reasoning = self.format.read(message["content"])[0] if thinking else None
-        if not opens and (fmt.last_turn == "rendered" or not thinking
+        if not opens and (fmt.last_turn in ("rendered", "none") or not thinking
                           or (fmt.last_turn != "rule" and not (reasoning or "").strip())):
-            return None  # nothing the template's own rendering lacks
+            return None  # nothing the template's own rendering lacks, or no rule for it
         plain = dict(messages[offset + last])  # the turn without its reasoning, as the template renders it
         if fmt.source == "field":
             plain.pop(fmt.key, None)
