@@ -15,7 +15,16 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .loss.policies import POLICIES
+from .loss.policies import policy as think_loss_policy
+from .loss.policies import reference as think_loss_reference
+from .tokens.strategies import STRATEGIES
+from .tokens.strategies import strategy as token_init_strategy
+
 BLOCK = "thinkplugin"
+# the values of `think_loss` and `token_init.<token>.strategy`: the registered policies and strategies
+ThinkLoss = Literal[tuple(POLICIES)]  # type: ignore[valid-type]
+InitStrategyName = Literal[tuple(STRATEGIES)]  # type: ignore[valid-type]
 OPTIONS_FILE = "thinkplugin_args.yaml"  # saved in output_dir beside LF's training_args.bin
 
 
@@ -30,21 +39,17 @@ class _Strict(BaseModel):
 class TokenInitSpec(_Strict):
     """How to initialise one new token's embedding row (input and, when untied, output)."""
 
-    strategy: Literal["mean", "noisy_mean", "tokens", "text"] = Field(default="tokens", description="how the row is built")
+    strategy: InitStrategyName = Field(default="tokens", description="how the row is built")
     sources: list[str] = Field(default_factory=list, description="strings whose sub-token embeddings are averaged (strategy tokens)")
     text: Optional[str] = Field(default=None, description="a description whose token embeddings are averaged (strategy text)")
     noise: float = Field(default=0.0, ge=0.0, description="std of Gaussian noise added, relative to the mean row norm")
 
     @model_validator(mode="after")
     def _consistent(self) -> "TokenInitSpec":
-        if self.strategy == "tokens" and not self.sources:
-            raise ValueError("strategy `tokens` needs a non-empty `sources` list, e.g. sources: ['思考', 'think']")
-        if self.strategy == "text" and not (self.text and self.text.strip()):
-            raise ValueError("strategy `text` needs a non-empty `text`, e.g. text: 'start of reasoning'")
-        if self.strategy in ("mean", "noisy_mean") and (self.sources or self.text):
-            raise ValueError(f"strategy `{self.strategy}` takes no `sources` / `text`; use strategy `tokens` or `text`")
-        if self.strategy == "noisy_mean" and self.noise == 0.0:
-            object.__setattr__(self, "noise", 0.02)  # frozen model: fill the strategy's default noise
+        rule = token_init_strategy(self.strategy)
+        rule.check(self)
+        if self.noise == 0.0 and rule.default_noise:
+            object.__setattr__(self, "noise", rule.default_noise)  # frozen model: fill the strategy's default noise
         return self
 
 
@@ -83,11 +88,7 @@ class ThinkPluginOptions(_Strict):
         "`template`; a name sets LF's `template` to it; unset leaves LF's `template` alone.",
     )
     # think-aware collator and loss (loss/)
-    think_loss: Literal["full", "mask_empty", "mask_reasoning"] = Field(
-        default="full",
-        description="`full`: every response token; `mask_empty`: whitespace-only think blocks carry no loss; "
-        "`mask_reasoning`: whole think blocks (tags included) carry no loss.",
-    )
+    think_loss: ThinkLoss = Field(default="full", description=think_loss_reference())
     think_loss_weight: float = Field(default=1.0, ge=0.0, le=1.0, description="loss weight of reasoning tokens (answers: 1)")
     log_span_loss: bool = Field(default=True, description="log `loss_think` / `loss_answer` / `loss_tags` on logging steps")
     # reasoning data (data/)
@@ -141,9 +142,9 @@ class ThinkPluginOptions(_Strict):
 
     @model_validator(mode="after")
     def _contradictions(self) -> "ThinkPluginOptions":
-        if self.think_loss == "mask_reasoning" and self.think_loss_weight != 1.0:
+        if not think_loss_policy(self.think_loss).trains_reasoning() and self.think_loss_weight != 1.0:
             raise ValueError(
-                "think_loss: mask_reasoning gives reasoning no loss, so think_loss_weight "
+                f"think_loss: {self.think_loss} gives reasoning no loss, so think_loss_weight "
                 f"({self.think_loss_weight}) would never apply; use think_loss: full with think_loss_weight, "
                 "or drop think_loss_weight"
             )
@@ -159,7 +160,12 @@ class ThinkPluginOptions(_Strict):
 
     @property
     def uses_think_collator(self) -> bool:
-        return self.think_loss != "full" or self.think_loss_weight != 1.0 or self.log_span_loss
+        return self.masks_labels or self.think_loss_weight != 1.0 or self.log_span_loss
+
+    @property
+    def masks_labels(self) -> bool:
+        """The `think_loss` policy takes the loss off some think blocks."""
+        return think_loss_policy(self.think_loss).masks_anything()
 
 
 def _did_you_mean(key: str, known: list[str], prefix: str) -> str:
@@ -283,7 +289,7 @@ def check_against_lf(opts: ThinkPluginOptions, lf_args: dict[str, Any], lf_keys:
     if opts.token_init and (lf_args.get("fsdp") or _env_on("ACCELERATE_USE_FSDP")):
         problems.append(f"`{BLOCK}.token_init` under FSDP is not supported: writing rows into FSDP-sharded embeddings "
                         "is not verified; initialise the tokens in a run without FSDP (or with DeepSpeed ZeRO-3)")
-    if opts.think_loss != "full" or opts.think_loss_weight != 1.0:
+    if opts.masks_labels or opts.think_loss_weight != 1.0:
         if stage != "sft":
             problems.append(f"think_loss / think_loss_weight apply to `stage: sft` only, got stage: {stage}")
         if "enable_thinking" in lf_args and lf_args["enable_thinking"] is False and _thinks(lf_args.get("template")):

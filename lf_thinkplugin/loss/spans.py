@@ -18,22 +18,26 @@ are matched as token subsequences: the tag is tokenized in many contexts, and th
 token of each variant becomes a class "any token ending / starting with this piece", because
 BPE glues neighbouring punctuation or letters onto the tag's edge tokens (`.</`, `>x`, `>\\n\\n`).
 
-The scan over the batch (tags, end-of-turn tokens, segment edges) is vectorised with numpy; the few
-events it finds go through the rules above in plain Python, and blocks are written back as slices,
-so the cost stays a small fraction of LF's own collation (benchmarks/bench_collator.py). Single-token
-tags with no attention mask take a shorter path (`ThinkTags._apply_single`) with fewer calls.
+The scan over the batch (tags, end-of-turn tokens) is vectorised with numpy; the few events it finds
+go through the rules above in plain Python (`_block_rules`, the one place they are written, which finds
+each event's segment edges with `bytes.find`), and blocks are written back as slices, so the cost stays
+a small fraction of LF's own collation (benchmarks/bench_collator.py). Single-token tags with no attention mask take a shorter path
+(`ThinkTags._apply_single`) with fewer calls. Which blocks lose their loss is the `think_loss` policy's
+(policies.py): empty, closed or open blocks.
 """
 
 from __future__ import annotations
 
-import bisect
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+
+from .policies import POLICIES, ThinkLossPolicy
+from .policies import policy as _policy
 
 IGNORE_INDEX = -100
 
@@ -121,7 +125,7 @@ class ThinkTags:
         reasoning = np.zeros(valid.shape, dtype=np.bool_)
         empty_mask = np.zeros(valid.shape, dtype=np.bool_)
         flat_reasoning, flat_empty = reasoning.reshape(-1), empty_mask.reshape(-1)
-        for start, end, is_empty in blocks:
+        for start, end, _, is_empty in blocks:
             flat_reasoning[start:end] = True
             if is_empty:
                 flat_empty[start:end] = True
@@ -132,8 +136,8 @@ class ThinkTags:
 
     def _scan(
         self, lab: np.ndarray, attention_mask: torch.Tensor | None, empty: bool
-    ) -> tuple[np.ndarray, list[tuple[int, int, bool]]]:
-        """(valid (batch, seq_len) bool, blocks as (flat start, flat end, is_empty)) for label ids `lab`.
+    ) -> tuple[np.ndarray, list[tuple[int, int, bool, bool]]]:
+        """(valid (batch, seq_len) bool, blocks as (flat start, flat end, closed, is_empty)) for label ids `lab`.
 
         Runs on numpy: a batch takes a dozen small array operations, and numpy's fixed cost per
         operation is a fraction of torch's, which is what counts at this size (the collator's own
@@ -141,10 +145,7 @@ class ThinkTags:
         """
         bsz, seq = lab.shape
         n = bsz * seq
-        # valid with one False column either side of each row: segment edges are then its flips
-        padded = np.zeros((bsz, seq + 2), dtype=np.bool_)
-        valid = padded[:, 1:-1]
-        np.not_equal(lab, IGNORE_INDEX, out=valid)
+        valid = np.not_equal(lab, IGNORE_INDEX)
         if attention_mask is not None and attention_mask.dim() == 2 and attention_mask.shape == lab.shape:
             valid &= _np(attention_mask) != 0
         if self.single_token and attention_mask is None:
@@ -154,10 +155,7 @@ class ThinkTags:
         events = self._events(flat_ids, seq)
         if not events:
             return valid, []
-        # segments: maximal valid runs, never across a row; flips of `padded` alternate start, end
-        edges = np.flatnonzero(padded[:, 1:] != padded[:, :-1])  # in (bsz, seq + 1) coordinates
-        edges = (edges - edges // (seq + 1)).tolist()
-        blocks = _blocks(events, edges[0::2], edges[1::2])
+        blocks = _blocks(events, valid.tobytes(), seq)  # segments: maximal valid runs (non-zero bytes) in a row
         return valid, self._extend(blocks, flat_ids, empty) if blocks else []
 
     def _codes(self) -> np.ndarray:
@@ -173,71 +171,53 @@ class ThinkTags:
             self.__dict__["_code_table"] = cached
         return cached
 
-    def _apply_single(self, lab: np.ndarray, policy: str) -> np.ndarray:
+    def _apply_single(self, lab: np.ndarray, policy: type[ThinkLossPolicy]) -> np.ndarray:
         """`apply_policy` for single-token tags and no attention mask (Qwen3, R1-Distill) on C-contiguous label
         ids `lab`, masked in place; returns the int8 span map.
 
         Right after LF's collator the caches are cold and every numpy call or Python step costs tens of
         microseconds, so this takes as few as it can: one table lookup gives the map's ANSWER / OUTSIDE and
-        marks the tags and stops; `bytes.find` (memchr) lists those events and each event's segment edges;
-        the block rules of `_blocks` then run inline, reading single tokens for the whitespace after a block
-        and the empty test. tests/test_spans.py checks it against `find()`, which takes the general path."""
+        marks the tags and stops; `bytes.find` (memchr) lists those events, and `_block_rules` their
+        segments' edges on the same bytes (a segment: a run of codes other than 0) and the blocks, which
+        `block` writes, reading single tokens for the whitespace after a block and the empty test.
+        tests/test_spans.py checks it against `find()`, which takes the general path."""
         seq = lab.shape[1]
         codes = self._codes().take(lab, mode="wrap")
         marks = codes.tobytes()
-        find, rfind = marks.find, marks.rfind
+        find = marks.find
+        kinds, flat = codes.reshape(-1), lab.reshape(-1)
         events = []
         for code, kind in _SINGLE_EVENTS:
             p = find(code)
             while p >= 0:
                 events.append((p, kind))
+                kinds[p] = ANSWER  # the table's event codes; blocks overwrite theirs
                 p = find(code, p + 1)
         if not events:
             return codes
         events.sort()
-        kinds, flat = codes.reshape(-1), lab.reshape(-1)
         ws, item = self.whitespace_ids, flat.item
-        mask_all, mask_empty = policy == "mask_reasoning", policy == "mask_empty"
+        mask_open, mask_closed, mask_empty, test_empty, _ = policy.flags
 
-        def close(start: int, end: int, lo: int, hi: int) -> None:  # a closed block: its whitespace, empty test, writes
-            while end < seg_end and item(end) in ws:
+        def block(start: int | None, hi: int | None, seg_start: int, seg_end: int, cut: int) -> None:
+            if hi is None:  # open: ended by an end of turn or by its segment's end (at `cut`)
+                kinds[start:cut] = REASONING
+                if mask_open:
+                    flat[start:cut] = IGNORE_INDEX
+                return
+            if start is None:
+                start = lo = seg_start
+            else:
+                lo = start + 1
+            end = hi + 1
+            while end < seg_end and item(end) in ws:  # the whitespace after the closing tag
                 end += 1
             kinds[start:end] = REASONING
             # all() stops at the first token that is not whitespace: a full block costs one read
-            if mask_all or (mask_empty and all(item(i) in ws for i in range(lo, hi))):
+            if (mask_empty if all(item(i) in ws for i in range(lo, hi)) else mask_closed) if test_empty else mask_closed:
                 flat[start:end] = IGNORE_INDEX
 
-        def cut(start: int, end: int) -> None:  # an open block ended by a stop or by its segment's end
-            kinds[start:end] = REASONING
-            if mask_all:
-                flat[start:end] = IGNORE_INDEX
-
-        seg_start = seg_end = -1
-        state, start = _NONE, -1
-        for pos, kind in events:
-            kinds[pos] = ANSWER  # the table's event codes; blocks overwrite theirs below
-            if pos >= seg_end:  # the first event of a segment: find its edges
-                if state == _IN:
-                    cut(start, seg_end)
-                row = pos - pos % seq
-                seg_start = rfind(b"\0", row, pos) + 1 or row
-                end = find(b"\0", pos, row + seq)
-                seg_end, state = row + seq if end < 0 else end, _NONE
-            if kind == _OPEN:
-                if state != _IN:  # a nested / repeated open tag stays in the open block
-                    state, start = _IN, pos
-            elif kind == _CLOSE:
-                if state == _IN:
-                    close(start, pos + 1, start + 1, pos)
-                elif state == _NONE:  # nothing open: the block started at the segment start (open tag in the prompt)
-                    close(seg_start, pos + 1, seg_start, pos)
-                state = _OUT  # a close with a closed block before it is answer text
-            else:  # end of turn: ends an open block and stays outside it
-                if state == _IN:
-                    cut(start, pos)
-                state = _OUT
-        if state == _IN:
-            cut(start, seg_end)
+        _block_rules(events, marks, seq, block)
         return codes
 
     def _events(self, flat: np.ndarray, seq: int) -> list[tuple]:
@@ -271,7 +251,7 @@ class ThinkTags:
             found.setdefault(p, [_STOP, p, 1, 1, False, False])
         return [(p, kind, ol, cl, c, m) for p, (kind, _, ol, cl, c, m) in sorted(found.items())]
 
-    def _extend(self, blocks: list[list], flat_ids: np.ndarray, empty: bool) -> list[tuple[int, int, bool]]:
+    def _extend(self, blocks: list[list], flat_ids: np.ndarray, empty: bool) -> list[tuple[int, int, bool, bool]]:
         """Whitespace after a closing tag joins its block; which blocks are empty (when `empty`)."""
         ws = self.whitespace_ids
         look = len(_LOOK)  # tokens fetched per block at once: after its end, and at the start of its content
@@ -291,30 +271,31 @@ class ThinkTags:
                 is_empty = hi <= lo or all(t in ws for t in content[: hi - lo]) and (
                     hi - lo <= look or bool(_np(self.whitespace)[flat_ids[lo:hi].clip(0, self.vocab_size)].all())
                 )
-            out.append((start, end, is_empty))
+            out.append((start, end, closed, is_empty))
         return out
 
 
 def apply_policy(tags: ThinkTags, labels: torch.Tensor, attention_mask: torch.Tensor | None, policy: str) -> torch.Tensor:
     """The collator's step: mask `labels` in place per `policy` (a `think_loss` value), return the span map.
 
-    Same result as `spans = tags.find(labels, attention_mask, empty=policy == "mask_empty")`, then
-    `labels.masked_fill_(spans.reasoning)` (mask_reasoning) / `labels.masked_fill_(spans.empty)`
-    (mask_empty) with IGNORE_INDEX, and `spans.kinds()` (tests/test_spans.py checks it), in one
-    scan: the blocks are written as slices into the labels and the int8 map, no bool mask is built.
+    Same result as `spans = tags.find(labels, attention_mask, empty=...)`, then `labels.masked_fill_` with
+    IGNORE_INDEX over the blocks the policy masks (`mask_reasoning`: `spans.reasoning`; `mask_empty`:
+    `spans.empty`), and `spans.kinds()` (tests/test_spans.py checks it), in one scan: the blocks are
+    written as slices into the labels and the int8 map, no bool mask is built.
     """
+    rule = POLICIES.get(policy) or _policy(policy)  # (the lookup that names the known ones on a miss)
     in_place = labels.device.type == "cpu" and labels.is_contiguous()
     lab = labels.numpy() if in_place else _np(labels).copy()
     if tags.single_token and attention_mask is None:
-        kinds, masked = tags._apply_single(lab, policy), policy != "full"
+        kinds, masked = tags._apply_single(lab, rule), rule.flags[4]
     else:
-        valid, blocks = tags._scan(lab, attention_mask, empty=policy == "mask_empty")
+        mask_open, mask_closed, mask_empty, test_empty, _ = rule.flags
+        valid, blocks = tags._scan(lab, attention_mask, empty=test_empty)
         kinds = valid.astype(np.int8)
-        flat_kinds, flat_labels = kinds.reshape(-1), lab.reshape(-1)
-        mask_all, mask_empty, masked = policy == "mask_reasoning", policy == "mask_empty", False
-        for start, end, is_empty in blocks:
+        flat_kinds, flat_labels, masked = kinds.reshape(-1), lab.reshape(-1), False
+        for start, end, closed, is_empty in blocks:
             flat_kinds[start:end] = REASONING
-            if mask_all or (mask_empty and is_empty):
+            if (mask_empty if is_empty else mask_closed) if closed else mask_open:
                 flat_labels[start:end] = IGNORE_INDEX
                 masked = True
     if masked and not in_place:
@@ -323,42 +304,67 @@ def apply_policy(tags: ThinkTags, labels: torch.Tensor, attention_mask: torch.Te
     return out if labels.device.type == "cpu" else out.to(labels.device)
 
 
-def _blocks(events: list[tuple], seg_starts: list[int], seg_ends: list[int]) -> list[list]:
-    """The block rules over one batch's events (see the module doc).
+def _block_rules(events: list[tuple[int, int]], valid: bytes, seq: int, block: Callable[..., None]) -> None:
+    """The block rules (module doc), the one place they are written, over one batch's events in order.
+
+    `events`: (flat pos, kind) sorted by position, every one inside a segment; `valid`: one byte per
+    flat position, 0 where the label is IGNORE_INDEX (a segment is a run of other bytes within a row of
+    `seq`). Each block found goes to `block(opener, closer, seg_start, seg_end, cut)`: `opener` /
+    `closer` are the positions of its tags (`opener` None: a close tag with nothing open, the block
+    started at the segment start, its open tag was in the prompt; `closer` None: an open block ended at
+    `cut` by an end of turn, which stays outside it, or by the end of its segment).
+    """
+    find, rfind = valid.find, valid.rfind
+    seg_start = seg_end = -1
+    state, opener = _NONE, None
+    for pos, kind in events:
+        if pos >= seg_end:  # the first event of a segment: find its edges
+            if state == _IN:  # an open block ran to the end of its segment (truncated)
+                block(opener, None, seg_start, seg_end, seg_end)
+            row = pos - pos % seq
+            seg_start = rfind(b"\0", row, pos) + 1 or row
+            seg_end = find(b"\0", pos, row + seq)
+            if seg_end < 0:
+                seg_end = row + seq
+            state = _NONE
+        if kind == _OPEN:
+            if state != _IN:  # a nested / repeated open tag stays in the open block
+                state, opener = _IN, pos
+        elif kind == _CLOSE:
+            if state == _IN:
+                block(opener, pos, seg_start, seg_end, 0)
+            elif state == _NONE:  # nothing open: the block started at the segment start (open tag in the prompt)
+                block(None, pos, seg_start, seg_end, 0)
+            state = _OUT  # a close with a closed block before it is answer text
+        else:  # end of turn: ends an open block and stays outside it
+            if state == _IN:
+                block(opener, None, seg_start, seg_end, pos)
+            state = _OUT
+    if state == _IN:
+        block(opener, None, seg_start, seg_end, seg_end)
+
+
+def _blocks(events: list[tuple], valid: bytes, seq: int) -> list[list]:
+    """The blocks of one batch's general events (pos, kind, open_len, close_len, carry, mixed) by `_block_rules`.
 
     Returns [start, end, closed, content_lo, content_hi, segment_end, carry, mixed] per block, in
     flat positions, end exclusive (before the whitespace extension).
     """
     blocks: list[list] = []
-    seg, state, block = -1, "none", None  # state per segment: none (no event yet) / open / out
+    info = {event[0]: event for event in events}
 
-    def finish(end: int) -> None:
-        block[1] = end
-        blocks.append(block)
+    def block(opener: int | None, closer: int | None, seg_start: int, seg_end: int, cut: int) -> None:
+        o = None if opener is None else info[opener]
+        if closer is None:  # open: content from after the open tag to the cut
+            blocks.append([o[0], cut, False, o[0] + o[2], None, seg_end, o[4], False])
+            return
+        c = info[closer]
+        if o is None:
+            blocks.append([seg_start, c[0] + 1, True, seg_start, c[0] - c[3] + 1, seg_end, c[4], c[5]])
+        else:
+            blocks.append([o[0], c[0] + 1, True, o[0] + o[2], c[0] - c[3] + 1, seg_end, o[4] or c[4], c[5]])
 
-    for pos, kind, open_len, close_len, carry, mixed in events:
-        s = bisect.bisect_right(seg_starts, pos) - 1
-        if s != seg:
-            if block is not None:  # an open block ran to the end of its segment (truncated)
-                finish(seg_ends[seg])
-            seg, state, block = s, "none", None
-        if kind == _OPEN:
-            if state != "open":  # a nested / repeated open tag stays in the open block
-                block = [pos, None, False, pos + open_len, None, seg_ends[s], carry, False]
-                state = "open"
-        elif kind == _CLOSE:
-            if state == "open":
-                block[2], block[4], block[6], block[7] = True, pos - close_len + 1, block[6] or carry, mixed
-                finish(pos + 1)
-            elif state == "none":  # nothing open: the block started at the segment start (open tag in the prompt)
-                blocks.append([seg_starts[s], pos + 1, True, seg_starts[s], pos - close_len + 1, seg_ends[s], carry, mixed])
-            block, state = None, "out"  # a close with a closed block before it is answer text
-        else:  # end of turn: ends an open block and stays outside it
-            if state == "open":
-                finish(pos)
-            block, state = None, "out"
-    if block is not None:
-        finish(seg_ends[seg])
+    _block_rules([(event[0], event[1]) for event in events], valid, seq, block)
     return blocks
 
 

@@ -16,10 +16,8 @@ Two moments of a run:
   so rows written at `on_train_begin` would silently revert. A resume skips the init (LF sets
   `resume_from_checkpoint`); the checkpoint's rows would overwrite it anyway.
 
-A row is `combination + noise` where the combination is, per strategy:
-- `mean`, `noisy_mean`: the mean of all existing token rows (ids < len(tokenizer), planned ids excluded);
-- `tokens`: the mean over `sources` of the mean of each source string's sub-token rows;
-- `text`: the mean of the rows of the description's tokens.
+A row is `combination + noise` where the combination is the spec's strategy's (strategies.py: `mean`,
+`noisy_mean`, `tokens`, `text`, a registry a new strategy joins with one class).
 Noise is Gaussian, truncated at 2 std, with std = noise * mean row norm / sqrt(hidden), so the
 noise vector's norm is about `noise` times a typical row norm. Draws come from a generator
 seeded by `seed`, so every rank computes the same rows.
@@ -38,6 +36,7 @@ import torch
 from transformers import TrainerCallback
 
 from ..options import BLOCK, OptionsError
+from .strategies import strategy
 
 if TYPE_CHECKING:
     from ..options import ThinkPluginOptions, TokenInitSpec
@@ -96,7 +95,7 @@ def _check_single_id(tokenizer: Any, token: str) -> int:
 
 
 def _source_ids(tokenizer: Any, token: str, spec: TokenInitSpec) -> tuple[tuple[int, ...], ...]:
-    texts = list(spec.sources) if spec.strategy == "tokens" else [spec.text] if spec.strategy == "text" else []
+    texts = strategy(spec.strategy).texts(spec)
     out = []
     for text in texts:
         ids = tuple(tokenizer.encode(text, add_special_tokens=False))
@@ -344,18 +343,13 @@ def token_rows(
 ) -> tuple[torch.Tensor, list[float]]:
     """The new rows (float32, on CPU) for `plan` given one embedding matrix; also the noise std used."""
     w = weight.detach()
-    need_mean = any(e.spec.strategy in ("mean", "noisy_mean") for e in plan)
+    need_mean = any(strategy(e.spec.strategy).reads_mean for e in plan)
     mean_row, mean_norm = _existing_stats(w, ids, n_tokens, need_mean, any(e.spec.noise > 0 for e in plan))
     gen = torch.Generator().manual_seed(seed)
     rows, stds = [], []
     for entry in plan:
         spec = entry.spec
-        if spec.strategy in ("mean", "noisy_mean"):
-            base = mean_row
-        elif spec.strategy == "tokens":
-            base = torch.stack([w[list(src)].float().mean(dim=0).cpu() for src in entry.source_ids]).mean(dim=0)
-        else:  # text
-            base = w[list(entry.source_ids[0])].float().mean(dim=0).cpu()
+        base = strategy(spec.strategy).combine(w, entry.source_ids, mean_row)
         std = spec.noise * mean_norm / math.sqrt(w.shape[1])
         noise = torch.zeros_like(base)
         if std > 0:
