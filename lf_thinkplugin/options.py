@@ -212,6 +212,7 @@ _BYPASSING = {
 }
 _ENV_BYPASSING = {"USE_MCA": "use_mca", "USE_KT": "use_kt"}
 _REF_FREE_LOSSES = ("orpo", "simpo")  # DPO losses without a reference model (LF: use_ref_model false)
+_PREFERENCE_STAGES = ("dpo", "kto")  # where think_loss, its weight and span logging act besides sft (loss/preference.py)
 
 
 def _env_on(name: str) -> bool:
@@ -262,9 +263,9 @@ def check_against_lf(opts: ThinkPluginOptions, lf_args: dict[str, Any], lf_keys:
         problems.append(f"`stage: ppo` is not supported by lf-thinkplugin (its value head and reward model are outside "
                         f"what the plugin hooks); drop `{BLOCK}:` or use stage sft / pt / dpo / kto / rm")
     if stage != "sft":
-        sft_only = [k for k in ("train_new_tokens_only", "unfreeze", "log_span_loss", "eval_think", "expand_turns") if k in opts.model_fields_set
-                    and getattr(opts, k)]
-        for key in sft_only:
+        sft_only = ("train_new_tokens_only", "unfreeze", "eval_think", "expand_turns")
+        sft_only += () if stage in _PREFERENCE_STAGES else ("log_span_loss",)
+        for key in [k for k in sft_only if k in opts.model_fields_set and getattr(opts, k)]:
             problems.append(f"`{BLOCK}.{key}` acts through the SFT trainer and collator, and stage {stage} uses LF's "
                             f"own {stage} trainer; drop it, or run this part as `stage: sft`")
     if opts.token_init and stage in ("dpo", "kto"):
@@ -290,8 +291,15 @@ def check_against_lf(opts: ThinkPluginOptions, lf_args: dict[str, Any], lf_keys:
         problems.append(f"`{BLOCK}.token_init` under FSDP is not supported: writing rows into FSDP-sharded embeddings "
                         "is not verified; initialise the tokens in a run without FSDP (or with DeepSpeed ZeRO-3)")
     if opts.masks_labels or opts.think_loss_weight != 1.0:
-        if stage != "sft":
-            problems.append(f"think_loss / think_loss_weight apply to `stage: sft` only, got stage: {stage}")
+        if stage not in ("sft", *_PREFERENCE_STAGES):
+            why = ("a reward model scores a sequence by its last token's value: there is no per-token loss to mask "
+                   "or weight; its pairs are still encoded in one thinking mode" if stage == "rm"
+                   else "no reasoning spans to act on")
+            problems.append(f"think_loss / think_loss_weight act in stages sft, dpo and kto, got stage: {stage} ({why}); "
+                            "drop them")
+        if stage == "dpo" and lf_args.get("ld_alpha") is not None:
+            problems.append("`ld_alpha` (LD-DPO) weights the tokens past the shorter response's length, and "
+                            "think_loss / think_loss_weight weight the reasoning tokens: the two would compound; drop one")
         if "enable_thinking" in lf_args and lf_args["enable_thinking"] is False and _thinks(lf_args.get("template")):
             problems.append(
                 "`enable_thinking: false` makes LF's reasoning templates delete every think block from the "

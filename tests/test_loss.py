@@ -225,7 +225,9 @@ def test_weighted_loss_with_small_chunks_equals_hand_computation(setup, tmp_path
     [
         ({"think_loss": "mask_empty"}, {"template": "qwen3", "enable_thinking": False}, "enable_thinking: false"),
         ({"think_loss": "mask_reasoning"}, {"train_on_prompt": True}, "train_on_prompt: true"),
-        ({"think_loss": "mask_empty"}, {"stage": "dpo"}, "stage: sft"),
+        ({"think_loss": "mask_empty"}, {"stage": "rm"}, "act in stages sft, dpo and kto, got stage: rm"),
+        ({"think_loss": "mask_empty"}, {"stage": "pt"}, "act in stages sft, dpo and kto, got stage: pt"),
+        ({"think_loss_weight": 0.5}, {"stage": "dpo", "ld_alpha": 0.5}, "`ld_alpha`"),
         ({"think_loss_weight": 0.5}, {"use_dft_loss": True}, "use_dft_loss: true"),
         ({"think_loss_weight": 0.5}, {"enable_liger_kernel": True}, "enable_liger_kernel: true"),
         ({"think_loss_weight": 0.5}, {"label_smoothing_factor": 0.1}, "label_smoothing_factor"),

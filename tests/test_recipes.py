@@ -22,6 +22,7 @@ EXPECTED = {
     "qwen3_lora_zero3": "qwen3_think (as given)",
     "answer_only_mask_reasoning": "qwen3_think (as given)",
     "demo_tiny": "native (by thinkplugin.template: auto)",
+    "qwen3_dpo_mask_reasoning": "native (by thinkplugin.template: auto)",
 }
 # the scale-down: steps and precision (a CPU has no bf16 training), nothing about the model or data
 SCALED_DOWN = ("max_steps=2", "logging_steps=1", "save_steps=100", "bf16=false")
@@ -57,7 +58,11 @@ def test_recipe_passes_check(recipe, workspace, hub_env):
 
         build_tiny_model(workspace / "saves" / "tiny-qwen3", require_fixture(QWEN3))
     report = check_recipe(recipe, workspace, hub_env)
-    assert "data: 8 samples after preprocessing" in report
+    if recipe == "qwen3_dpo_mask_reasoning":  # 8 pairs: 6 reason on some side, 3 mix a reasoned side and a direct answer
+        assert ("preference data: 8 pairs; 6 in thinking mode, 2 in non-thinking mode (enable_thinking: None); "
+                "2 pair(s) mix a reasoned side and a direct answer") in report
+    else:
+        assert "data: 8 samples after preprocessing" in report
     model = {"demo_tiny": "saves/tiny-qwen3"}.get(recipe)
     assert f"model: {model or shipped(recipe, 'model_name_or_path')} (tokenizer only;" in report
 
@@ -130,6 +135,15 @@ def test_recipe_trains_as_shipped(recipe, workspace, hub_env):
     else:  # LoRA on the hub id, which the adapter records as its base (what serving loads)
         assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == "Qwen/Qwen3-0.6B"
     assert all("loss_answer" in r and "loss_think" in r for r in steps)  # log_span_loss (on by default)
+
+
+def test_dpo_recipe_trains_as_shipped(workspace, hub_env):
+    """Recipe 8: the pairs' reward parts are logged, and under mask_reasoning the reasoning part is zero."""
+    proc, out, steps = train_shipped("qwen3_dpo_mask_reasoning", workspace, hub_env)
+    for row in steps:
+        assert row["rewards/chosen_reasoning"] == 0 and row["rewards/rejected_reasoning"] == 0, row
+        assert row["think/chosen_reasoning_tokens"] > 0, row
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == "Qwen/Qwen3-0.6B"
 
 
 def test_think_token_recipes_chain(workspace, hub_env):

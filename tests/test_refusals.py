@@ -28,6 +28,8 @@ CASES = {
                                "`thinkplugin.train_new_tokens_only` acts through the SFT trainer and collator, and stage dpo"),
     "span_logging_in_rm": ({"stage": "rm", "dataset": "pairs", "thinkplugin": {"log_span_loss": True}}, {},
                            "`thinkplugin.log_span_loss` acts through the SFT trainer and collator, and stage rm"),
+    "think_loss_in_rm": ({"stage": "rm", "dataset": "pairs", "thinkplugin": {"think_loss": "mask_reasoning"}}, {},
+                         "think_loss / think_loss_weight act in stages sft, dpo and kto, got stage: rm (a reward model"),
     "token_init_dpo_full_reference": ({"stage": "dpo", "dataset": "pairs", "thinkplugin": {"token_init": TOKENS}}, {},
                                       "`thinkplugin.token_init` with stage dpo: LF loads a separate reference model"),
     "ppo": ({"stage": "ppo", "reward_model": "x", "thinkplugin": {}}, {}, "`stage: ppo` is not supported by lf-thinkplugin"),

@@ -14,6 +14,7 @@ here that hands the context's own options and plan to the capability that acts:
     peft_config(...)    the PEFT config LF built: token_init rows made trainable (tokens/)
     collator(...)       the SFT collator: think_loss policies and the span map (loss/)
     trainer(...)        the SFT trainer: reasoning weight, span logs, new-rows-only training
+    preference_*(...)   DPO / KTO collator and trainer: the same policies, weights and span logs (loss/preference.py)
     callbacks()         every stage: options file, token-init rows, serving bundle; SFT: eval_think
 
 Leaf modules never look the run up: what they need is passed to them. A read without a block
@@ -236,6 +237,24 @@ class RunContext:
         if self._eval_callback is not None:  # its metrics go through this trainer's log
             self._eval_callback.bind_trainer(trainer)
         return trainer
+
+    def preference_collator(self, base_cls: type, **kwargs: Any) -> Any:
+        """DPO's pairwise or KTO's collator: the think_loss policy on the labels (and KTO's KL labels)."""
+        if not self.options.uses_think_collator:
+            return base_cls(**kwargs)
+        from ..loss.preference import preference_collator_class
+
+        return preference_collator_class(base_cls)(options=self.options, **kwargs)
+
+    def preference_trainer(self, base_cls: type, **kwargs: Any) -> Any:
+        """DPO's or KTO's trainer: reasoning weight in each sequence's score, reward parts in the logs."""
+        cls = base_cls
+        if self.options.uses_think_collator:
+            from ..loss.preference import think_preference_trainer_class
+
+            cls = think_preference_trainer_class(base_cls, self.options)
+        with self.refusals():
+            return cls(**kwargs)
 
     def callbacks(self) -> list[Any]:
         from .callbacks import plugin_callbacks

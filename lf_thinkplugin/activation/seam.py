@@ -15,7 +15,9 @@ Two modes:
   report) and `_get_preprocessed_dataset` (a sample the template cannot encode, or a training set
   with no trained token: exit 2 naming it); each workflow's `get_template_and_fix_tokenizer` (a chat
   template `native` cannot use: exit 2 before the model loads); the model loader's `AutoTokenizer`
-  (faithful tokenizers); the adapter's `get_peft_model` (token_init rows); and the tuner's
+  (faithful tokenizers); the loader's pairwise and feedback processors (one thinking mode and one prompt
+  per preference pair: processors.py); the DPO / KTO collators and trainers (think_loss in preference
+  training); the adapter's `get_peft_model` (token_init rows); and the tuner's
   `run_pt / run_sft / run_rm / run_dpo / run_kto`, which get the run's callbacks, for every stage.
   A run without a block executes LF's code untouched. (LF's native hooks have no tokenization or
   template-setup hook: there these failures stay LF's exceptions.)
@@ -189,6 +191,8 @@ def begin_run(block: Any, lf_args: dict[str, Any], from_cli: bool) -> Any:
         if use_ray():  # before any work: no options parsed, no model, no ray.init, no output_dir
             raise OptionsError(RAY_REFUSAL)
         ctx = RunContext.create(block, lf_args, from_cli=from_cli, lf_keys=keys)
+        if mode == "native":
+            _native_refusals(ctx)
     except OptionsError as err:
         if not from_cli:
             raise
@@ -198,6 +202,23 @@ def begin_run(block: Any, lf_args: dict[str, Any], from_cli: bool) -> Any:
     if mode == "patched":
         _bind_patched(ctx)
     return ctx
+
+
+def _native_refusals(ctx: Any) -> None:
+    """What LF's upstream hooks (HOOKS_API 2) cannot reach: its pairwise and feedback processors (one thinking
+    mode per pair) and the preference trainers (think_loss). Refused by name rather than trained wrong."""
+    import llamafactory.data.template  # noqa: F401  (_thinks reads its TEMPLATES)
+
+    from ..options import _thinks
+
+    if ctx.stage not in ("dpo", "kto", "rm"):
+        return
+    if _thinks(ctx.lf_args.get("template")) or ctx.options.uses_think_collator:
+        raise OptionsError(
+            f"stage {ctx.stage} with a reasoning template under LF's native plugin hooks (llamafactory.extras.plugins): "
+            "those hooks reach neither LF's preference data processors (which would encode a pair's two sides in two "
+            "thinking modes, on the chosen side's prompt) nor its preference trainers (think_loss); run it with "
+            "LLaMA-Factory as released, where lf-thinkplugin hooks both, or use a template without reasoning")
 
 
 def end_run() -> None:
@@ -245,6 +266,7 @@ def _set_run(module: Any, attr: str, value: Any) -> None:
 
 def _bind_patched(ctx: Any) -> None:
     """Rebind LF's run names to closures over `ctx` (restored by end_run)."""
+    import functools
     import importlib
 
     import llamafactory.data.loader as loader
@@ -281,6 +303,25 @@ def _bind_patched(ctx: Any) -> None:
         return out
 
     _set_run(loader, "_get_preprocessed_dataset", get_preprocessed_dataset_with_checks)
+
+    # Preference data (DPO / RM pairs, KTO with its KL response): one thinking mode per pair, one prompt for
+    # both sides (processors.py); `_get_dataset_processor` constructs them by these names.
+    from .processors import processor_classes
+
+    for name, constructor in processor_classes(ctx.options.on_malformed).items():
+        _set_run(loader, name, constructor)
+
+    # Preference stages: the think-aware collators and trainers (think_loss, weight, span logs) by the names
+    # each workflow constructs them by (DPO imports its trainer class inside `run_dpo`: its module's name).
+    import llamafactory.train.dpo.trainer as dpo_trainer
+    import llamafactory.train.dpo.workflow as dpo_workflow
+    import llamafactory.train.kto.workflow as kto_workflow
+
+    for module, name, make in ((dpo_workflow, "PairwiseDataCollatorWithPadding", ctx.preference_collator),
+                               (dpo_trainer, "CustomDPOTrainer", ctx.preference_trainer),
+                               (kto_workflow, "KTODataCollatorWithPadding", ctx.preference_collator),
+                               (kto_workflow, "CustomKTOTrainer", ctx.preference_trainer)):
+        _set_run(module, name, functools.partial(make, getattr(module, name)))
 
     # Each stage's workflow fixes the template to the tokenizer (by name) before it loads the model: a chat
     # template that `native` cannot use is refused there, before any weight is read.

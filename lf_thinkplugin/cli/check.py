@@ -113,7 +113,8 @@ def _check(config: dict[str, Any], ctx: Any, template_given: Any, lines: list[st
             if ctx.token_plan is not None:
                 for item in ctx.token_plan.to_initialise:
                     lines.append(f"token_init: {item.token} -> id {tokenizer.convert_tokens_to_ids(item.token)} ({item.spec.strategy})")
-        dataset_module = get_dataset(template, model_args, data_args, training_args, stage=finetuning_args.stage, **tokenizer_module)
+        data_stage = "rm" if finetuning_args.stage == "dpo" else finetuning_args.stage  # as LF's DPO workflow asks for it
+        dataset_module = get_dataset(template, model_args, data_args, training_args, stage=data_stage, **tokenizer_module)
         train_set = dataset_module.get("train_dataset")
         if train_set is not None and finetuning_args.stage == "sft":
             stats = _span_stats(train_set, tokenizer, template)
@@ -122,6 +123,11 @@ def _check(config: dict[str, Any], ctx: Any, template_given: Any, lines: list[st
                 "empty reasoning block, {no_think} without one; {reasoning_tokens} of {response_tokens} response tokens are "
                 "reasoning".format(**stats)
             )
+        elif train_set is not None and finetuning_args.stage in ("rm", "dpo", "kto") and ctx is not None:
+            from ..data.pairs import pair_stats
+
+            aligned = [d for _, d in ctx._aligned]
+            lines.append(pair_stats(aligned, template, tokenizer, finetuning_args.stage, len(train_set)))
     lines.append("check passed: no model weights were loaded")
     return lines
 

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..templates.format import DATA_MARKUP
 from .policies import POLICIES, ThinkLossPolicy
 from .policies import policy as _policy
 
@@ -384,7 +385,7 @@ def _match(ids: np.ndarray, tables: list[np.ndarray]) -> np.ndarray:
 
 
 def think_tags(
-    tokenizer: Any, thought_words: Sequence[str] = ("<think>", "</think>"), stop_words: Sequence[str] = ()
+    tokenizer: Any, thought_words: Sequence[str] = DATA_MARKUP, stop_words: Sequence[str] = ()
 ) -> ThinkTags:
     """ThinkTags for `tokenizer`; `thought_words` as in an LF template (surrounding whitespace is ignored)."""
     open_text, close_text = thought_words[0].strip(), thought_words[1].strip()

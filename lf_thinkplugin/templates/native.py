@@ -23,7 +23,7 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
-from .format import NativeTemplateError, ReasoningFormat, _string_args, learn, render  # noqa: F401  (re-exported)
+from .format import DATA_MARKUP, NativeTemplateError, ReasoningFormat, _string_args, learn, render  # noqa: F401  (re-exported)
 from .reasoning import split_reasoning
 
 
@@ -84,7 +84,7 @@ def _tool_calls(content: str, string_arguments: bool = False) -> list[dict]:
 
 def has_reasoning(content: str) -> bool:
     """The data's own markup (LF datasets write reasoning inline)."""
-    return split_reasoning(content)[0] is not None or "<think>" in content
+    return split_reasoning(content)[0] is not None or DATA_MARKUP[0] in content
 
 
 def _with_flag(text: str, flag: str) -> str:
