@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {result.probe}: {result.summary()}")
     for limit in bundle.lmdeploy_limits:
         print(f"lmdeploy_chat_template.json cannot express: {limit}")
+    for report in bundle.native.reports if bundle.native is not None else []:
+        print(f"{report.engine}: {report.how}; {report.parity}")
     return 0 if parity.ok else 1
 
 

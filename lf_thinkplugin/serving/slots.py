@@ -46,6 +46,7 @@ class Slots:
     switch: bool  # thinking has an on / off switch
     default_on: bool  # the template's mode when the client sets none
     tools_error: Optional[str] = None  # why tool definitions / calls are left out, None where they are written
+    markup: Optional[tuple[str, str]] = None  # the reasoning's opener and closer (Ollama infers them from the TEMPLATE)
     notes: tuple[str, ...] = field(default=())
 
 
@@ -166,7 +167,7 @@ def learn_slots(tokenizer: Any, chat_template: str, fmt: Any) -> Slots:
     else:
         answer["D"] = lead_r  # the template drops history reasoning; what it leaves (R1: the `\n\n` after `</think>`)
 
-    slots = Slots(bos, heads, "", trans, answer, {}, switch, default_on)
+    slots = Slots(bos, heads, "", trans, answer, {}, switch, default_on, markup=fmt.markup)
     try:
         return _with_tools(p, slots, fmt, think, today)
     except SlotsError as err:
@@ -409,7 +410,7 @@ def _by_prev(slots: Slots, role: str) -> str:
     return out + ("{{ end }}" if branches else "")
 
 
-def template_text(slots: Slots, keep_bos: bool = False) -> str:
+def template_text(slots: Slots, keep_bos: bool = False, declare_tags: bool = True) -> str:
     """The Go TEMPLATE that renders what `render` does (Ollama's fields: .System, .Tools, .Messages with .Role,
     .Content, .Thinking, .ToolCalls; .Think, .IsThinkSet)."""
     tools = slots.tools_error is None
@@ -421,7 +422,13 @@ def template_text(slots: Slots, keep_bos: bool = False) -> str:
     answer = "{{ if .Thinking }}" + reasoning + "{{ else }}" + _lit(a["E"]) + "{{ end }}{{ .Content }}"
     if tools:
         c = slots.call
-        calls = ("{{ if .Thinking }}" + _lit(c["LK"]) + "{{ .Thinking }}" + _lit(c["MK"]) + "{{ else }}" + _lit(c["EK"])
+        closer = slots.markup[1] if slots.markup else None
+        cut = c["MK"].index(closer) + len(closer) if closer and closer in c["MK"] else 0
+        while cut and c["MK"][cut:cut + 1] == "\n":
+            cut += 1
+        # the block alone in its own `if` (text, .Thinking, text): Ollama's thinking.InferTags reads the tags there
+        calls = ("{{ if .Thinking }}" + _lit(c["LK"]) + "{{ .Thinking }}" + _lit(c["MK"][:cut]) + "{{ end }}"
+                 + "{{ if .Thinking }}" + _lit(c["MK"][cut:]) + "{{ else }}" + _lit(c["EK"])
                  + "{{ end }}{{ range $j, $c := .ToolCalls }}{{ if $j }}" + _lit(c["NEXT"]) + "{{ end }}{{ .Function.Name }}"
                  + _lit(c["P2"]) + _GO_ARGS + "{{ end }}")
         assistant = ('{{ else if eq .Role "assistant" }}' + _by_prev(slots, "assistant")
@@ -442,7 +449,16 @@ def template_text(slots: Slots, keep_bos: bool = False) -> str:
             + default + "{{ end }}"
     else:
         tail = gen("on")
-    return (_lit(slots.bos) if keep_bos else "") + head + body + tail
+    return (_lit(slots.bos) if keep_bos else "") + head + body + tail + (_declare(slots.markup) if declare_tags else "")
+
+
+def _declare(markup: Optional[tuple[str, str]]) -> str:
+    """A block that never renders and names the reasoning tags to Ollama (thinking/template.go InferTags: the
+    text around `.Thinking` inside a range over .Messages), where no rendered block shows them (history
+    reasoning dropped): Ollama then splits the reasoning, also after a prompt that opens the block."""
+    if not markup or any(ch in "{}" for ch in "".join(markup)):
+        return ""
+    return "{{ range .Messages }}{{ if and false .Thinking }}" + markup[0] + "{{ .Thinking }}" + markup[1] + "{{ end }}{{ end }}"
 
 
 def _by_gen(slots: Slots, mode: str) -> str:
