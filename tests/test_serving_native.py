@@ -253,3 +253,39 @@ def test_native_on_a_folder_without_a_chat_template_is_refused_clearly(tmp_path,
     err = capsys.readouterr().err
     assert err.startswith("lf-think export: ") and "has no chat template" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_after_training_callback_writes_the_same_native_bundle_as_export(bundles, tmp_path):
+    """serving/callback.py at train end (the collator's template is LF's registered `native`, as in a run with
+    `template: auto`) writes into output_dir exactly what `lf-think export --out OUTPUT_DIR` writes from the
+    run record there."""
+    from types import SimpleNamespace
+
+    from llamafactory.data.template import TEMPLATES
+
+    from lf_thinkplugin.serving.callback import ServingBundleCallback
+    from lf_thinkplugin.templates import register_templates
+    from lf_thinkplugin.templates.native import NativeEncoder
+    from lf_thinkplugin.templates.record import write_record
+
+    register_templates()
+    out = tmp_path / "output_dir"
+    shutil.copytree(bundles["gpt_oss"], out)
+    for name in ("Modelfile", "SERVING.md"):  # chat_template.jinja stays: gpt-oss's tokenizer reads its template there
+        (out / name).unlink()
+    tok = tokenizer_of(out)
+    template = TEMPLATES["native"]
+    callback = ServingBundleCallback()
+    args = SimpleNamespace(output_dir=str(out), should_save=True)
+    callback.on_train_begin(args, None, None, processing_class=tok,
+                            train_dataloader=SimpleNamespace(collate_fn=SimpleNamespace(template=template)))
+    callback.on_train_end(args, None, None)
+    written = {name: (out / name).read_text(encoding="utf-8") for name in ("chat_template.jinja", "Modelfile", "SERVING.md")}
+    assert "PARSER harmony" in written["Modelfile"] and "--reasoning-parser openai_gptoss" in written["SERVING.md"]
+    write_record(out, "native", getattr(template, "enable_thinking", True), NativeEncoder(tok).format)
+    again = tmp_path / "again"
+    shutil.copytree(out, again)
+    for name in ("Modelfile", "SERVING.md"):
+        (again / name).unlink()
+    assert export("--out", str(again)) == 0
+    assert {name: (again / name).read_text(encoding="utf-8") for name in written} == written

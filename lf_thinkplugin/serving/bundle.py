@@ -93,7 +93,7 @@ def build_bundle(name: str, tokenizer: Any, enable_thinking: bool | None = True,
 
         mode = {True: "true", False: "false", None: "auto"}[enable_thinking]
         summary = f"parity with LF's training encoder on {parity.passed}/{parity.total} probes (enable_thinking: {mode})"
-        native = build_native(tokenizer, jinja, enable_thinking, summary, num_ctx)
+        native = build_native(tokenizer, jinja, enable_thinking, summary, num_ctx, adds_bos(tokenizer)[1])
         fmt = template.encoder(view).format
         files = {"chat_template.jinja": jinja, **native.files, "SERVING.md": native_md(native, fmt, summary, num_ctx)}
         bundle = Bundle(name, files, parity, None, [], *adds_bos(tokenizer))

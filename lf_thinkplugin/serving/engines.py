@@ -82,7 +82,9 @@ def ollama_builtin(fmt: Any, template: str) -> Optional[OllamaBuiltin]:
     if chatml and style == "qwen3_coder" and fmt.prompt_opens:  # Qwen3.5 / 3.6 / Next: XML tool calls, prompt opens `<think>\n`
         return OllamaBuiltin("qwen3.5", "qwen3.5", "model/renderers/renderer.go `qwen3.5` (Qwen35Renderer), "
                              "model/parsers/parsers.go `qwen3.5` (Qwen35Parser)")
-    if chatml and style == "hermes":  # Qwen3 hybrid and thinking-2507: `<think>` then `<tool_call>` JSON
+    if chatml and style == "hermes" and "<think>" in template:  # Qwen3 hybrid, thinking-2507, QwQ: `<think>`, `<tool_call>` JSON
+        # (a template that never writes `<think>` (Qwen2.5, Qwen3-Instruct-2507) gets none: this parser reads
+        # output as reasoning until `</think>`, which such a model may never write)
         return OllamaBuiltin(None, "qwen3-thinking", "model/parsers/parsers.go `qwen3-thinking` (Qwen3Parser: reasoning "
                              "first, an opening `<think>` optional; `<tool_call>` JSON)")
     if style == "openai":

@@ -86,10 +86,10 @@ def modelfile(fmt_name: str, slots: Any, builtin: Any, stops: list[str], keep_bo
 
 
 def build_native(tokenizer: Any, jinja: str, enable_thinking: Optional[bool], jinja_parity: str,
-                 num_ctx: Optional[int] = None) -> NativeServing:
-    """Modelfile and SERVING.md for the model's own chat template `jinja`, with each engine's figure."""
+                 num_ctx: Optional[int] = None, gguf_bos: bool = False) -> NativeServing:
+    """Modelfile and SERVING.md for the model's own chat template `jinja`, with each engine's figure.
+    gguf_bos: tokenizer_config.json's add_bos_token (llama.cpp adds BOS to Ollama's prompt; bundle.adds_bos)."""
     from ..templates.native import NativeEncoder
-    from .bundle import adds_bos
     from .checks import check, ollama_render, ollama_why_not, trained_turns
     from .engines import OllamaBuiltin, ollama_builtin, parsers
     from .slots import SlotsError, learn_slots
@@ -99,7 +99,6 @@ def build_native(tokenizer: Any, jinja: str, enable_thinking: Optional[bool], ji
     found = parsers(fmt, jinja)
     builtin = ollama_builtin(fmt, jinja)
     stops = stop_strings(tokenizer, fmt)
-    gguf_bos = adds_bos(tokenizer)[1]
     slots, slots_error = None, None
     try:
         slots = learn_slots(tokenizer, jinja, fmt)

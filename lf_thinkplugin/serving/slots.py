@@ -330,11 +330,14 @@ def render(slots: Slots, messages: list[dict[str, Any]], tools: Optional[list] =
         else:
             out.append(piece)
     rest = [m for m in messages if m["role"] != "system"]
-    users = [i for i, m in enumerate(rest) if m["role"] == "user"]
     prev = "start"
+    tooled = slots.tools_error is None
     for m in rest:
         role = m["role"]
-        if role == "assistant" and m.get("tool_calls"):
+        if role == "tool" and not tooled:  # the TEMPLATE has no tool branch then: nothing is written
+            prev = role
+            continue
+        if role == "assistant" and m.get("tool_calls") and tooled:
             out.append(slots.trans.get(f"{prev}>assistant", ""))
             if m.get("thinking"):
                 out += [slots.call["LK"], m["thinking"], slots.call["MK"]]
@@ -357,7 +360,6 @@ def render(slots: Slots, messages: list[dict[str, Any]], tools: Optional[list] =
     thinking = think if is_think_set else slots.default_on
     mode = "on" if thinking or not slots.switch else "off"
     out.append(slots.trans.get(f"{prev}>gen:{mode}", ""))
-    del users
     return "".join(out)
 
 
