@@ -167,10 +167,12 @@ def test_ollama_template_renders_the_training_ids(bundles, go_renderer, family):
         assert stops & set(turn.target_ids[-2:]), (family, mode, turn.probe.name)
         compared.add(turn.probe.name)
     all_probes = {turn.probe.name for _, turn in turns}
-    # the exact set: Qwen3 with tool calls; the others without (their tool markup is not JSON an Ollama TEMPLATE writes)
-    assert compared == (all_probes if family == "qwen3" else all_probes - TOOL_PROBES)
+    # the exact set: Qwen3 and Qwen3.5 (XML arguments, one piece per argument) with tool calls; R1-Distill (no tool
+    # definitions in its template) and gpt-oss (TypeScript definitions) without
+    with_tools = family in ("qwen3", "qwen35_standin")
+    assert compared == (all_probes if with_tools else all_probes - TOOL_PROBES)
     assert len(all_probes) == 12 and len(expressible) == len(rendered)
-    assert (slots.tools_error is None) == (family == "qwen3")
+    assert (slots.tools_error is None) == with_tools
 
 
 def test_ollama_thinking_off_and_default_follow_the_switch(bundles, go_renderer):

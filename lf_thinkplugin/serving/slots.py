@@ -25,6 +25,7 @@ from typing import Any, Optional
 
 Q, Q2, A, R, S = "QSTMARK7", "QSTMARKB7", "ANSMARK7", "RSNMARK7", "SYSMARK7"
 NAME, ARG, RESP, RESP2 = "NAMEMARK7", "ARGMARK7", "RESPMARK7", "RESPMARKB7"
+KEY, KEY2, ARG2 = "KEYMARK7", "KEYMARKB7", "ARGMARKB7"  # sorted as Go ranges over a map, and as inserted
 SYSTEM, TOOLS, DATE = "\x00system", "\x00tools", "\x00date"  # holes in the head's pieces
 _TOOL_DEFS = [{"type": "function", "function": {"name": f"TOOLMARK7{i}", "description": "d",
                                                  "parameters": {"type": "object", "properties": {"x": {"type": "string"}},
@@ -42,7 +43,10 @@ class Slots:
     tool_sep: str  # between two tool definitions
     trans: dict[str, str]  # "user>assistant", "assistant>user", "call>tool", "tool>tool", "tool>assistant", "user>gen:on", ...
     answer: dict[str, str]  # "L", "M": around history reasoning, or "D": what replaces it; "E": lead with no reasoning
-    call: dict[str, str]  # "LK", "MK": around a call turn's reasoning; "EK": lead with none; "P2": name -> arguments; "NEXT"
+    # a call turn: "LK", "MK" around its reasoning, or "DK" where the template drops it; "EK": lead with none;
+    # "NEXT": between two calls; arguments as JSON ("P2": name -> arguments) or one piece per argument
+    # ("KA": name -> first key, "KS": value -> next key, "KB": key -> value; Qwen3.5's `<parameter=k>`, GLM's `<arg_key>`)
+    call: dict[str, str]
     switch: bool  # thinking has an on / off switch
     default_on: bool  # the template's mode when the client sets none
     tools_error: Optional[str] = None  # why tool definitions / calls are left out, None where they are written
@@ -58,8 +62,9 @@ def _lf(messages: list[tuple[str, str]]) -> list[dict[str, str]]:
     return [{"role": role, "content": content} for role, content in messages]
 
 
-def _call(name: str = NAME, n: int = 1) -> str:
-    calls = [{"name": name if n == 1 else f"{name}{i}", "arguments": {"x": ARG}} for i in range(n)]
+def _call(name: str = NAME, n: int = 1, two_args: bool = False) -> str:
+    arguments = {KEY: ARG, KEY2: ARG2} if two_args else {KEY: ARG}
+    calls = [{"name": name if n == 1 else f"{name}{i}", "arguments": arguments} for i in range(n)]
     return json.dumps(calls[0] if n == 1 else calls, ensure_ascii=False)
 
 
@@ -71,8 +76,8 @@ def _common_prefix(a: str, b: str, opener: Optional[str]) -> str:
     cut = common.rfind("<")
     if cut > common.rfind(">"):  # never split a tag
         common = common[:cut]
-    if opener and opener in common and common.rfind(opener) + len(opener) >= len(common) - 2:
-        common = common[: common.rfind(opener)]  # keep the opener with the reasoning block (Ollama reads the tags there)
+    if opener and opener in common:  # keep the block (GLM's empty `<think></think>` too) with the reasoning lead
+        common = common[: common.rfind(opener)]
     return common
 
 
@@ -195,22 +200,38 @@ def _with_tools(p: _Learner, slots: Slots, fmt: Any, think: str, today: str) -> 
         head = text[: text.index(Q)].replace(block, TOOLS_MARK)
         heads[key] = _pieces_with(slots, head, system is not None, today)
 
-    args = json.dumps({"x": ARG}, ensure_ascii=False)
+    args = json.dumps({KEY: ARG}, ensure_ascii=False)
     ua = slots.trans["user>assistant"]
     chains = {}
     for key, content in (("r", think + _call()), ("0", _call())):
         text = p.r(_lf([("user", Q), ("function", content), ("observation", RESP)]), tools=_TOOL_DEFS)
         turn = _between(text, Q, RESP)
-        if not turn.startswith(ua) or turn.count(NAME) != 1 or args not in turn:
-            raise SlotsError("a tool call is not written as its name and JSON arguments")
+        if not turn.startswith(ua) or turn.count(NAME) != 1 or turn.count(ARG) != 1:
+            raise SlotsError("a tool call is not written once, as its name and its arguments")
         chains[key] = (turn[len(ua):], text[text.index(RESP) + len(RESP):])
     (call_r, gen_r), (call_0, _) = chains["r"], chains["0"]
-    if R not in call_r:
-        raise SlotsError("the chat template drops the reasoning of a tool-call turn")
-    call = {"LK": call_r[: call_r.index(R)], "MK": call_r[call_r.index(R) + len(R): call_r.index(NAME)],
-            "EK": call_0[: call_0.index(NAME)], "P2": call_0[call_0.index(NAME) + len(NAME): call_0.index(args)]}
+    call = {"EK": call_0[: call_0.index(NAME)]}
+    if R in call_r:
+        call["LK"], call["MK"] = call_r[: call_r.index(R)], call_r[call_r.index(R) + len(R): call_r.index(NAME)]
+    else:  # QwQ, R1-0528: a call turn's reasoning is not shown; what the turn writes before the call instead
+        call["DK"] = call_r[: call_r.index(NAME)]
+    after_name = call_0[call_0.index(NAME) + len(NAME):]
+    if args in after_name:
+        call["P2"] = after_name[: after_name.index(args)]
+        end = args
+    else:  # one piece per argument: key and value as text
+        if after_name.count(KEY) != 1 or after_name.index(KEY) > after_name.index(ARG):
+            raise SlotsError("tool-call arguments are written neither as JSON nor as key then value")
+        call["KA"], call["KB"] = after_name[: after_name.index(KEY)], _between(after_name, KEY, ARG)
+        pair = p.r(_lf([("user", Q), ("function", _call(two_args=True)), ("observation", RESP)]), tools=_TOOL_DEFS)
+        if pair.count(KEY2) != 1 or pair.count(ARG2) != 1:
+            raise SlotsError("a second tool-call argument is not written after the first")
+        call["KS"] = _between(pair, ARG, KEY2)
+        if _between(pair, KEY2, ARG2) != call["KB"]:
+            raise SlotsError("tool-call arguments are not written alike")
+        end = ARG
     trans = dict(slots.trans)
-    trans["call>tool"] = call_0[call_0.index(args) + len(args):]
+    trans["call>tool"] = call_0[call_0.index(end) + len(end):]
     trans["tool>gen:on"] = gen_r
     if slots.switch:
         off = p.r(_lf([("user", Q), ("function", _call()), ("observation", RESP)]), tools=_TOOL_DEFS, thinking=False)
@@ -219,7 +240,7 @@ def _with_tools(p: _Learner, slots: Slots, fmt: Any, think: str, today: str) -> 
     first, second = f"{NAME}0", f"{NAME}1"
     if two.count(first) != 1 or two.count(second) != 1:
         raise SlotsError("two tool calls in one turn are not written one after the other")
-    call["NEXT"] = _between(two, args, second, two.index(first))
+    call["NEXT"] = _between(two, end, second, two.index(first))
     trans["tool>tool"] = _between(two, RESP, RESP2)
     after = p.r(_lf([("user", Q), ("function", _call()), ("observation", RESP), ("assistant", A), ("user", Q2)]),
                 tools=_TOOL_DEFS)
@@ -339,13 +360,20 @@ def render(slots: Slots, messages: list[dict[str, Any]], tools: Optional[list] =
             continue
         if role == "assistant" and m.get("tool_calls") and tooled:
             out.append(slots.trans.get(f"{prev}>assistant", ""))
+            c = slots.call
             if m.get("thinking"):
-                out += [slots.call["LK"], m["thinking"], slots.call["MK"]]
+                out += [c["LK"], m["thinking"], c["MK"]] if "LK" in c else [c["DK"]]
             else:
-                out.append(slots.call["EK"])
-            for j, c in enumerate(m["tool_calls"]):
-                out += [slots.call["NEXT"] if j else "", c["function"]["name"], slots.call["P2"],
-                        args_json(c["function"]["arguments"])]
+                out.append(c["EK"])
+            for j, call in enumerate(m["tool_calls"]):
+                out += [c["NEXT"] if j else "", call["function"]["name"]]
+                arguments = call["function"]["arguments"]
+                if "P2" in c:
+                    out += [c["P2"], args_json(arguments)]
+                    continue
+                for i, key in enumerate(sorted(arguments)):
+                    value = arguments[key]
+                    out += [c["KS"] if i else c["KA"], key, c["KB"], value if isinstance(value, str) else _json(value)]
             prev = "call"
             continue
         if role != "user" or prev != "start":
@@ -425,14 +453,24 @@ def template_text(slots: Slots, keep_bos: bool = False, declare_tags: bool = Tru
     if tools:
         c = slots.call
         closer = slots.markup[1] if slots.markup else None
-        cut = c["MK"].index(closer) + len(closer) if closer and closer in c["MK"] else 0
-        while cut and c["MK"][cut:cut + 1] == "\n":
+        mk = c.get("MK", "")
+        cut = mk.index(closer) + len(closer) if closer and closer in mk else 0
+        while cut and mk[cut:cut + 1] == "\n":
             cut += 1
         # the block alone in its own `if` (text, .Thinking, text): Ollama's thinking.InferTags reads the tags there
-        calls = ("{{ if .Thinking }}" + _lit(c["LK"]) + "{{ .Thinking }}" + _lit(c["MK"][:cut]) + "{{ end }}"
-                 + "{{ if .Thinking }}" + _lit(c["MK"][cut:]) + "{{ else }}" + _lit(c["EK"])
-                 + "{{ end }}{{ range $j, $c := .ToolCalls }}{{ if $j }}" + _lit(c["NEXT"]) + "{{ end }}{{ .Function.Name }}"
-                 + _lit(c["P2"]) + _GO_ARGS + "{{ end }}")
+        if "LK" in c:
+            lead = ("{{ if .Thinking }}" + _lit(c["LK"]) + "{{ .Thinking }}" + _lit(c["MK"][:cut]) + "{{ end }}"
+                    + "{{ if .Thinking }}" + _lit(c["MK"][cut:]) + "{{ else }}" + _lit(c["EK"]) + "{{ end }}")
+        else:
+            lead = "{{ if .Thinking }}" + _lit(c["DK"]) + "{{ else }}" + _lit(c["EK"]) + "{{ end }}"
+        if "P2" in c:
+            arguments = _lit(c["P2"]) + _GO_ARGS
+        else:  # a string value as text, others through `json` (printf "%T" tells them apart)
+            arguments = ('{{ $f := true }}{{ range $k, $v := .Function.Arguments }}{{ if $f }}' + _lit(c["KA"])
+                         + "{{ else }}" + _lit(c["KS"]) + "{{ end }}{{ $f = false }}{{ $k }}" + _lit(c["KB"])
+                         + '{{ if eq (printf "%T" $v) "string" }}{{ $v }}{{ else }}{{ json $v }}{{ end }}{{ end }}')
+        calls = (lead + "{{ range $j, $c := .ToolCalls }}{{ if $j }}" + _lit(c["NEXT"]) + "{{ end }}{{ .Function.Name }}"
+                 + arguments + "{{ end }}")
         assistant = ('{{ else if eq .Role "assistant" }}' + _by_prev(slots, "assistant")
                      + "{{ if .ToolCalls }}" + calls + '{{ $role = "call" }}{{ else }}' + answer + "{{ end }}"
                      + '{{ else if eq .Role "tool" }}' + _by_prev(slots, "tool") + "{{ .Content }}")
