@@ -2,6 +2,7 @@
 
     lf-think export --template NAME --tokenizer PATH_OR_HUB_ID --out DIR [--force] [--enable-thinking ...] [--num-ctx N]
     lf-think export --out OUTPUT_DIR [--force]     (a training output_dir: template and mode from thinkplugin_run.json)
+    lf-think export --table FIXTURES_DIR [--write docs/serving.md]   (family x engine table, serving/table.py)
 
 Writes into DIR:
 - `chat_template.jinja`: vLLM's `--chat-template`, and the tokenizer's own chat template (transformers
@@ -31,12 +32,38 @@ def _parser() -> argparse.ArgumentParser:
                         "(default: the one --out's thinkplugin_run.json records)")
     parser.add_argument("--tokenizer", help="folder with the model's tokenizer, or its hub id (HF cache) "
                         "(default: --out, a training output_dir)")
-    parser.add_argument("--out", required=True, help="folder to write the bundle into")
+    parser.add_argument("--out", help="folder to write the bundle into")
     parser.add_argument("--force", action="store_true", help="replace bundle files already in --out")
     parser.add_argument("--enable-thinking", choices=["true", "false", "auto"],
                         help="LF's enable_thinking of the run (default: as recorded, else true)")
     parser.add_argument("--num-ctx", type=int, help="write PARAMETER num_ctx into the Modelfile")
+    parser.add_argument("--table", metavar="FIXTURES_DIR", help="print the family x engine serving table of `template: "
+                        "native` for a fixtures folder (chat_templates/ and tokenizer folders) instead of exporting")
+    parser.add_argument("--write", metavar="DOC", help="with --table: replace the table between the markers in DOC")
     return parser
+
+
+def _table(args: argparse.Namespace) -> int:
+    from .table import family_rows, render_table, write_table
+
+    folder = Path(args.table)
+    if not folder.is_dir() or not (folder / "chat_templates").is_dir():
+        print(f"lf-think export: --table {args.table}: not a fixtures folder (it needs chat_templates/)", file=sys.stderr)
+        return 2
+    if args.write and not Path(args.write).is_file():
+        print(f"lf-think export: --write {args.write}: no such file", file=sys.stderr)
+        return 2
+    table = render_table(family_rows(folder))
+    if args.write:
+        try:
+            write_table(Path(args.write), table)
+        except ValueError as err:
+            print(f"lf-think export: {err}", file=sys.stderr)
+            return 2
+        print(f"wrote the table into {args.write}")
+    else:
+        print(table)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     from ..templates.record import RUN_FILE, read_record
 
     args = _parser().parse_args(argv)
+    if args.table:
+        return _table(args)
+    if not args.out:
+        print("lf-think export: name --out (the folder to write the bundle into), or --table FIXTURES_DIR", file=sys.stderr)
+        return 2
     record = read_record(args.out) if args.template is None or args.tokenizer is None else None
     if (args.template is None or args.tokenizer is None) and not (record and record.get("template")):
         print(f"lf-think export: name --template and --tokenizer, or point --out at a training output_dir that holds "
@@ -73,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {result.probe}: {result.summary()}")
     for limit in bundle.lmdeploy_limits:
         print(f"lmdeploy_chat_template.json cannot express: {limit}")
+    for report in bundle.native.reports if bundle.native is not None else []:
+        print(f"{report.engine}: {report.how}; {report.parity}")
     return 0 if parity.ok else 1
 
 

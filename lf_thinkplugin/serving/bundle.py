@@ -25,6 +25,7 @@ class Bundle:
     lmdeploy_limits: list[str] = field(default_factory=list)
     lmdeploy_adds_bos: bool = False  # the tokenizer adds BOS when encoding (LMDeploy's path)
     gguf_adds_bos: bool = False  # tokenizer_config.json add_bos_token (what a GGUF / Ollama does)
+    native: Any = None  # NativeServing for `template: native` (engine reports, learnt Ollama pieces)
 
 
 def adds_bos(tokenizer: Any) -> tuple[bool, bool]:
@@ -75,20 +76,29 @@ def build_bundle(name: str, tokenizer: Any, enable_thinking: bool | None = True,
     register_templates()
     if name not in TEMPLATES:
         raise ExportError(f"unknown template {name!r}; known: {', '.join(sorted(TEMPLATES))}")
+    from ..templates.format import NativeTemplateError
+
     scanner = Scanner(tokenizer, enable_thinking)
-    with quiet_lf():
-        template, view = _setup(name, scanner, enable_thinking)
+    try:
+        with quiet_lf():
+            template, view = _setup(name, scanner, enable_thinking)
+    except NativeTemplateError as err:  # `native` on a tokenizer without a usable chat template
+        raise ExportError(str(err)) from None
     jinja = _jinja(name, template, view, scanner)
     rendered = copy.copy(tokenizer)  # a shallow copy: only its chat_template differs
     rendered.chat_template = jinja
     parity = Scanner(rendered, enable_thinking, facts=scanner.facts).check(name)
-    if name == "native":  # the model's own Jinja; Ollama / LMDeploy cannot express it: said in SERVING.md
-        from .serving import native_serving_md
+    if name == "native":  # the model's own Jinja: every engine from the format learnt from it (serving/native.py)
+        from .native import build_native, serving_md as native_md
 
-        summary = f"parity with LF's training encoder on {parity.passed}/{parity.total} probes"
-        style = template.encoder(view).format.describe()
-        files = {"chat_template.jinja": jinja, "SERVING.md": native_serving_md(style, summary)}
-        return Bundle(name, files, parity, None, [], *adds_bos(tokenizer))
+        mode = {True: "true", False: "false", None: "auto"}[enable_thinking]
+        summary = f"parity with LF's training encoder on {parity.passed}/{parity.total} probes (enable_thinking: {mode})"
+        native = build_native(tokenizer, jinja, enable_thinking, summary, num_ctx, adds_bos(tokenizer)[1])
+        fmt = template.encoder(view).format
+        files = {"chat_template.jinja": jinja, **native.files, "SERVING.md": native_md(native, fmt, summary, num_ctx)}
+        bundle = Bundle(name, files, parity, None, [], *adds_bos(tokenizer))
+        bundle.native = native
+        return bundle
     try:
         fmt = chat_format(name, template, view)
     except FormatError as err:

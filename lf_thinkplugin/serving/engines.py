@@ -1,0 +1,92 @@
+"""Which engine parser or built-in renderer matches a chat template: read from the reasoning format and the
+markup the template writes, never from a model name.
+
+Names are those the engines register, read from their source:
+- vLLM: `vllm/reasoning/__init__.py` (`_REASONING_PARSERS_TO_REGISTER`) and `vllm/tool_parsers/__init__.py`
+  (`_TOOL_PARSERS_TO_REGISTER`), main branch as of 2026-12;
+- SGLang: `python/sglang/srt/parser/reasoning_parser.py` (`ReasoningParser.DetectorMap`) and
+  `python/sglang/srt/function_call/function_call_parser.py` (`ToolCallParserEnum`), v0.5.x;
+- Ollama v0.33.0-rc2 (commit fb307609): `model/renderers/renderer.go` (`rendererForName`) and
+  `model/parsers/parsers.go` (`ParserForName`); `server/routes.go` (`shouldUseHarmony`: a gpt-oss model whose
+  TEMPLATE holds `<|start|>` and `<|end|>` is parsed as harmony); `server/prompt.go` (`renderPrompt`: a RENDERER
+  replaces the TEMPLATE, a PARSER alone keeps it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+# vLLM --reasoning-parser -> SGLang --reasoning-parser (the same split of the same markup)
+_SGLANG_REASONING = {"deepseek_r1": "deepseek-r1", "qwen3": "qwen3", "glm45": "glm45", "openai_gptoss": "gpt-oss",
+                     "kimi_k2": "kimi_k2", "minimax_m2_append_think": "minimax-append-think", "deepseek_v3": "deepseek-v3"}
+
+
+@dataclass(frozen=True)
+class Parsers:
+    vllm_reasoning: Optional[str]
+    vllm_tools: Optional[str]
+    sglang_reasoning: Optional[str]
+    sglang_tools: Optional[str]
+
+
+def tool_style(template: str) -> Optional[str]:
+    """How the template writes a tool call, by the markup it uses (one name per vLLM tool parser)."""
+    styles = [("<|channel|>", "openai"), ("<｜tool▁calls▁begin｜>", "deepseek"), ("<|tool_calls_section_begin|>", "kimi_k2"),
+              ("<minimax:tool_call>", "minimax_m2"), ("<seed:tool_call>", "seed_oss"), ("<arg_key>", "glm"),
+              ("<function=", "qwen3_coder"), ("<tool_call>", "hermes")]
+    return next((style for mark, style in styles if mark in template), None)
+
+
+def parsers(fmt: Any, template: str) -> Parsers:
+    reasoning = fmt.reasoning_parser  # learnt from the markup (templates/format.py)
+    glm = "[gMASK]" in template
+    if fmt.markup == ("<think>", "</think>"):
+        if fmt.switch is not None and reasoning == "deepseek_r1":
+            # the prompt opens the block, but thinking off closes it in the prompt: the answer then has no
+            # `</think>`, which deepseek_r1 would read as all reasoning; qwen3 reads it as the answer
+            reasoning = "qwen3"
+        if glm:
+            reasoning = "glm45"
+        elif "<|tool_calls_section_begin|>" in template:
+            reasoning = "kimi_k2"
+        elif "<minimax:tool_call>" in template:
+            reasoning = "minimax_m2_append_think" if fmt.prompt_opens else "minimax_m2"
+        elif fmt.switch is not None and fmt.switch.name == "thinking" and "<｜Assistant｜>" in template:
+            reasoning = "deepseek_v3"  # V3.1: `thinking` chooses `<think>` or `</think>` in the prompt
+    style = tool_style(template) if fmt.tools or "tool_calls" in template else None
+    vllm_tools = {"openai": "openai", "kimi_k2": "kimi_k2", "minimax_m2": "minimax_m2", "seed_oss": "seed_oss",
+                  "qwen3_coder": "qwen3_coder", "hermes": "hermes",
+                  "glm": "glm47" if "clear_thinking" in template else "glm45",
+                  "deepseek": "deepseek_v31" if reasoning == "deepseek_v3" else "deepseek_v3"}.get(style or "")
+    sglang_tools = {"openai": "gpt-oss", "kimi_k2": "kimi_k2", "minimax_m2": "minimax-m2", "qwen3_coder": "qwen3_coder",
+                    "hermes": "qwen25", "glm": "glm47" if "clear_thinking" in template else "glm45",
+                    "deepseek": "deepseekv31" if reasoning == "deepseek_v3" else "deepseekv3"}.get(style or "")
+    sglang_reasoning = _SGLANG_REASONING.get(reasoning or "")
+    if sglang_reasoning == "qwen3" and fmt.prompt_opens and fmt.switch is None:
+        sglang_reasoning = "qwen3-thinking"  # the prompt opens the block: output starts inside it
+    return Parsers(reasoning, vllm_tools, sglang_reasoning, sglang_tools)
+
+
+@dataclass(frozen=True)
+class OllamaBuiltin:
+    renderer: Optional[str]  # RENDERER: Ollama renders the prompt in Go and ignores TEMPLATE
+    parser: Optional[str]  # PARSER: Ollama splits reasoning and tool calls in Go
+    source: str  # where Ollama defines it
+
+
+def ollama_builtin(fmt: Any, template: str) -> Optional[OllamaBuiltin]:
+    """Ollama's own renderer / parser for this template's family, where Ollama has one."""
+    style = tool_style(template)
+    chatml = "<|im_start|>" in template and fmt.markup == ("<think>", "</think>")
+    if chatml and style == "qwen3_coder" and fmt.prompt_opens:  # Qwen3.5 / 3.6 / Next: XML tool calls, prompt opens `<think>\n`
+        return OllamaBuiltin("qwen3.5", "qwen3.5", "model/renderers/renderer.go `qwen3.5` (Qwen35Renderer), "
+                             "model/parsers/parsers.go `qwen3.5` (Qwen35Parser)")
+    if chatml and style == "hermes" and "<think>" in template:  # Qwen3 hybrid, thinking-2507, QwQ: `<think>`, `<tool_call>` JSON
+        # (a template that never writes `<think>` (Qwen2.5, Qwen3-Instruct-2507) gets none: this parser reads
+        # output as reasoning until `</think>`, which such a model may never write)
+        return OllamaBuiltin(None, "qwen3-thinking", "model/parsers/parsers.go `qwen3-thinking` (Qwen3Parser: reasoning "
+                             "first, an opening `<think>` optional; `<tool_call>` JSON)")
+    if style == "openai":
+        return OllamaBuiltin(None, "harmony", "model/parsers/parsers.go `harmony`; server/routes.go shouldUseHarmony")
+    return None

@@ -1,0 +1,205 @@
+"""The serving bundle of `template: native` (what `template: auto` picks for Qwen3, R1-Distill, gpt-oss, ...):
+every engine from the one reasoning format learnt from the model's own chat template.
+
+- vLLM / SGLang render `chat_template.jinja` themselves; the bundle names the reasoning and tool-call parsers
+  that split the trained markup (engines.py);
+- LMDeploy renders it through its `HFChatTemplate` (`--chat-template hf`: the model folder's own template,
+  chosen by name, so no registered template that matches the folder's name can take over);
+- Ollama: the family's built-in RENDERER / PARSER where Ollama has one, else a TEMPLATE learnt from the
+  chat template (slots.py), checked here on the probes against the training ids before anything is written.
+Where an engine cannot render what was trained, SERVING.md says which conversations and why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from ..templates.probes import SCAN_PROBES
+
+
+@dataclass
+class EngineReport:
+    engine: str
+    how: str  # one line: what serves the trained template
+    parity: str  # the figure
+    limits: list[str] = field(default_factory=list)
+
+
+@dataclass
+class NativeServing:
+    files: dict[str, str]
+    reports: list[EngineReport]
+    slots: Any  # Slots or None
+    slots_error: Optional[str]
+    builtin: Any  # OllamaBuiltin or None
+    parsers: Any
+    stops: list[str]
+    keep_bos: bool
+
+
+def _generation_stop_ids(tokenizer: Any) -> list[int]:
+    """generation_config.json's eos ids beside the tokenizer (gpt-oss: `<|return|>`, `<|call|>`); the same reading
+    as templates/encoders.py, which imports LF (the export must not, before LF registers the plugin)."""
+    import json
+    from pathlib import Path
+
+    path = Path(str(getattr(tokenizer, "name_or_path", ""))) / "generation_config.json"
+    try:
+        eos = json.loads(path.read_text(encoding="utf-8")).get("eos_token_id") if path.is_file() else None
+    except (OSError, ValueError):
+        return []
+    return [int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
+
+
+def stop_strings(tokenizer: Any, fmt: Any) -> list[str]:
+    """The end-of-turn tag the template writes, the EOS, and generation_config.json's eos ids."""
+    ids = [tokenizer.eos_token_id, *_generation_stop_ids(tokenizer)]
+    texts = [fmt.end_of_turn] + [tokenizer.convert_ids_to_tokens(i) for i in ids if i is not None]
+    return [t for t in dict.fromkeys(texts) if t]
+
+
+def modelfile(fmt_name: str, slots: Any, builtin: Any, stops: list[str], keep_bos: bool, num_ctx: Optional[int]) -> str:
+    from .slots import template_text
+
+    lines = [
+        "# Ollama Modelfile for a model fine-tuned with `template: native` (the model's own chat template), written by",
+        "# lf-think export. FROM: the model converted to GGUF. Build: ollama create NAME -f Modelfile",
+        "FROM .",
+    ]
+    if builtin is not None:
+        lines.append(f"# Ollama's own code for this family (Ollama v0.33.0-rc2): {builtin.source}")
+        if builtin.renderer:
+            lines.append(f"RENDERER {builtin.renderer}")
+        if builtin.parser:
+            lines.append(f"PARSER {builtin.parser}")
+    if builtin is None or not builtin.renderer:
+        template = template_text(slots, keep_bos, declare_tags=builtin is None)
+        if '"""' in template:
+            raise ValueError('the template contains """, which a Modelfile cannot quote')
+        lines.append(f"# TEMPLATE learnt from {fmt_name}: the text between messages, reasoning from .Thinking")
+        lines.append(f'TEMPLATE """{template}"""')
+    lines += [f'PARAMETER stop "{stop}"' for stop in stops]
+    if num_ctx:
+        lines.append(f"PARAMETER num_ctx {num_ctx}")
+    return "\n".join(lines) + "\n"
+
+
+def build_native(tokenizer: Any, jinja: str, enable_thinking: Optional[bool], jinja_parity: str,
+                 num_ctx: Optional[int] = None, gguf_bos: bool = False) -> NativeServing:
+    """Modelfile and SERVING.md for the model's own chat template `jinja`, with each engine's figure.
+    gguf_bos: tokenizer_config.json's add_bos_token (llama.cpp adds BOS to Ollama's prompt; bundle.adds_bos)."""
+    from ..templates.native import NativeEncoder
+    from .checks import check, ollama_render, ollama_why_not, trained_turns
+    from .engines import OllamaBuiltin, ollama_builtin, parsers
+    from .slots import SlotsError, learn_slots
+
+    encoder = NativeEncoder(tokenizer, jinja)
+    fmt = encoder.format
+    found = parsers(fmt, jinja)
+    builtin = ollama_builtin(fmt, jinja)
+    stops = stop_strings(tokenizer, fmt)
+    slots, slots_error = None, None
+    try:
+        slots = learn_slots(tokenizer, jinja, fmt)
+    except SlotsError as err:
+        slots_error = str(err)
+    keep_bos = bool(slots is not None and slots.bos and not gguf_bos)
+    reports = [EngineReport("vLLM", "renders chat_template.jinja (transformers' apply_chat_template)", jinja_parity),
+               EngineReport("SGLang", "renders chat_template.jinja (transformers' apply_chat_template)", jinja_parity)]
+    for report, reasoning, tools in ((reports[0], found.vllm_reasoning, found.vllm_tools),
+                                     (reports[1], found.sglang_reasoning, found.sglang_tools)):
+        if fmt.markup and not reasoning:
+            report.limits.append(f"no reasoning parser for the markup {' … '.join(fmt.markup)}: reasoning stays in the content")
+        if fmt.tools and not tools:
+            report.limits.append("no tool-call parser for the template's tool-call markup: calls stay in the content")
+    lmdeploy = EngineReport("LMDeploy", "`--chat-template hf`: its HFChatTemplate renders chat_template.jinja", jinja_parity)
+    if "<|channel|>" in jinja:
+        lmdeploy.limits.append("gpt-oss: HFChatTemplate deletes `commentary, ` from the system prompt of a request "
+                               "without tools (lmdeploy/model.py), a prompt the model was not trained on")
+    reports.append(lmdeploy)
+    files = {}
+    ollama = EngineReport("Ollama", "not written", "-")
+    if slots is not None:
+        turns = trained_turns(encoder, enable_thinking)
+        bos = [tokenizer.bos_token_id] if slots.bos and gguf_bos else []
+        result = check(turns, ollama_render(slots, fmt, keep_bos),
+                       lambda text: bos + tokenizer.encode(text, add_special_tokens=False),
+                       [tokenizer.convert_tokens_to_ids(s) for s in stops], ollama_why_not(slots))
+        parser = OllamaBuiltin(None, builtin.parser, builtin.source) if builtin is not None and builtin.parser else None
+        how = "TEMPLATE learnt from the chat template" + (f" + PARSER {parser.parser}" if parser else "")
+        ollama = EngineReport("Ollama", how, result.figure(len(SCAN_PROBES)))
+        if slots.tools_error:
+            ollama.limits.append(f"tool definitions and calls: {slots.tools_error}")
+        ollama.limits += [f for f in result.failures if "tools:" not in f]
+        files["Modelfile.template" if builtin is not None and builtin.renderer else "Modelfile"] = \
+            modelfile("the chat template", slots, parser, stops, keep_bos, num_ctx)
+    else:
+        ollama.limits.append(f"an Ollama TEMPLATE cannot express it: {slots_error}")
+    if builtin is not None and builtin.renderer:  # Ollama's own renderer replaces any TEMPLATE (server/prompt.go)
+        files["Modelfile"] = modelfile("the chat template", None, builtin, stops, keep_bos, num_ctx)
+        reports.append(EngineReport("Ollama", f"Modelfile: RENDERER {builtin.renderer} + PARSER {builtin.parser} "
+                                    "(Ollama's own Go code)", "not run here (Go code outside this repository)"))
+        ollama.engine, ollama.how = "Ollama (Modelfile.template)", ollama.how
+    reports.append(ollama)
+    return NativeServing(files, reports, slots, slots_error, builtin, found, stops, keep_bos)
+
+
+def serving_md(native: NativeServing, fmt: Any, jinja_parity: str, num_ctx: Optional[int]) -> str:
+    p = native.parsers
+    switch = fmt.switch
+    vllm = "vllm serve MODEL_DIR --chat-template MODEL_DIR/chat_template.jinja"
+    vllm += f" --reasoning-parser {p.vllm_reasoning}" if p.vllm_reasoning else ""
+    vllm += f" --enable-auto-tool-choice --tool-call-parser {p.vllm_tools}" if p.vllm_tools else ""
+    sglang = "python -m sglang.launch_server --model-path MODEL_DIR --chat-template MODEL_DIR/chat_template.jinja"
+    sglang += f" --reasoning-parser {p.sglang_reasoning}" if p.sglang_reasoning else ""
+    sglang += f" --tool-call-parser {p.sglang_tools}" if p.sglang_tools else ""
+    lines = [
+        "# Serving a model trained with template `native` (the model's own chat template)",
+        "",
+        "Training rendered every sample with this model's own chat template; `chat_template.jinja` is that template,",
+        f"verbatim. Rendered by transformers' `apply_chat_template` (vLLM, SGLang, LMDeploy's HF path): {jinja_parity}.",
+        "",
+        "| engine | how it serves the trained template | parity with the training ids |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {r.engine} | {r.how} | {r.parity} |" for r in native.reports]
+    lines += ["", "## vLLM", "", "```", vllm, "```"]
+    if switch is not None and switch.kind == "kwarg":
+        off = {switch.name: switch.off}
+        import json
+
+        lines += ["", f"Thinking off for one request: `\"chat_template_kwargs\": {json.dumps(off)}`."]
+    lines += ["", "## SGLang", "", "```", sglang, "```", "", "## LMDeploy", "", "```",
+              "lmdeploy serve api_server MODEL_DIR --chat-template hf" + (" --reasoning-parser default" if fmt.markup else ""),
+              "```", "",
+              "`--chat-template hf` makes LMDeploy 0.18 render the folder's chat template (`HFChatTemplate`) whatever the",
+              "folder is called: without it LMDeploy takes the first registered template whose `match` accepts the path.",
+              "No `lmdeploy_chat_template.json`: its fixed role strings (`BaseChatTemplate`) have no thinking switch and",
+              "render history as sent; the HF path renders the trained template itself.",
+              "", "## Ollama", ""]
+    if "Modelfile" in native.files:
+        lines += ["Convert the model to GGUF, point `FROM` in the Modelfile at it, then build and run:", "", "```",
+                  "python llama.cpp/convert_hf_to_gguf.py MODEL_DIR --outfile model.gguf",
+                  "sed -i 's|^FROM .*|FROM ./model.gguf|' Modelfile", "ollama create my-model -f Modelfile",
+                  "ollama run my-model" + (" --think=false   # thinking off" if switch is not None else ""), "```", ""]
+        if native.builtin is not None and native.builtin.renderer:
+            lines.append(f"The Modelfile names Ollama's own renderer and parser for this family ({native.builtin.source}); "
+                         "Ollama then ignores any TEMPLATE. Its output is not checked here (Ollama's Go code is not part "
+                         "of this repository). `Modelfile.template` is the checked alternative: the TEMPLATE learnt "
+                         "from the chat template, with the figure in the table above" + (
+                             "." if "Modelfile.template" in native.files else " (not written: see below)."))
+        else:
+            lines.append("The TEMPLATE writes the chat template's own text between messages; Ollama passes earlier "
+                         "reasoning as `.Thinking` and the TEMPLATE writes it back in the trained markup.")
+            if native.builtin is None:
+                lines.append("Without a PARSER, Ollama may prefer the GGUF's own Jinja over the TEMPLATE when it finds more "
+                             "capabilities there; `OLLAMA_GO_TEMPLATE=1` makes it use the TEMPLATE.")
+        lines.append(f"PARAMETER stop: {', '.join(f'`{s}`' for s in native.stops)}. " + (
+            f"num_ctx: {num_ctx}." if num_ctx else "No num_ctx: Ollama's default applies (set `PARAMETER num_ctx N` for long reasoning)."))
+    else:
+        lines.append("No Modelfile: an Ollama TEMPLATE cannot express this chat template.")
+    for report in native.reports:
+        if report.limits:
+            lines += ["", f"What {report.engine} does not serve as trained:"] + [f"- {limit}" for limit in report.limits[:12]]
+    return "\n".join(lines) + "\n"

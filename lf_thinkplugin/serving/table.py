@@ -1,0 +1,152 @@
+"""`lf-think export --table FIXTURES_DIR [--write docs/serving.md]`: the family x engine table of docs/serving.md.
+
+FIXTURES_DIR is laid out like `../shared/fixtures/tokenizers` (templates/families.py reads it the same way):
+tokenizer folders, and `chat_templates/*.jinja` checked on a stand-in tokenizer where no real one is present.
+For each chat template trained with `template: native`, per engine: what the bundle serves it with, and the
+parity figure on the doctor's probes (tool calls included), thinking on and (where the template has a switch)
+off, each trained turn's prompt compared token for token with the training ids:
+- vLLM / SGLang: the chat template through LF's `native` SFT path against the template's own rendering
+  (what both engines render), and the parsers the bundle names;
+- LMDeploy: its own `HFChatTemplate` (`--chat-template hf`) on a folder holding the tokenizer and template,
+  where LMDeploy is installed (scripts/setup_integration.sh);
+- Ollama: the learnt TEMPLATE (its Python mirror, equal to Go's text/template output on every fixture family:
+  tests/test_serving_families.py), or Ollama's own RENDERER, which is not run here.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+BEGIN, END = "<!-- serving-table:begin -->", "<!-- serving-table:end -->"
+
+
+def fixture_templates(folder: Path) -> list[tuple[str, str, Any, str]]:
+    """[(label, tokenizer kind, tokenizer, chat template)] for every distinct chat template in a fixtures folder."""
+    from ..loading.tokenizer import from_pretrained
+    from ..templates.families import STANDIN, standin
+
+    real = {p.name: from_pretrained(str(p)) for p in sorted(folder.iterdir()) if (p / "tokenizer.json").is_file()}
+    by_template: dict[str, tuple[str, str, Any]] = {}
+    for name, tok in real.items():
+        if isinstance(tok.chat_template, str):
+            by_template[tok.chat_template.strip()] = (name, "real", tok)
+    base = real.get(STANDIN)
+    for file in sorted((folder / "chat_templates").glob("*.jinja")):
+        text = file.read_text(encoding="utf-8")
+        if text.strip() in by_template or base is None:
+            continue
+        by_template[text.strip()] = (file.stem, f"stand-in ({STANDIN} + tags)", standin(base, text))
+    return sorted(((label, kind, tok, tok.chat_template) for label, kind, tok in by_template.values()),
+                  key=lambda row: row[0].lower())
+
+
+def _lmdeploy(tok: Any, encoder: Any, turns_by_mode: dict) -> str:
+    try:
+        from lmdeploy.model import ChatTemplateConfig
+    except Exception as err:  # noqa: BLE001  (not installed: the column says so)
+        return f"not run (lmdeploy: {type(err).__name__})"
+    from ..templates.native import _tools, to_messages
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tok.save_pretrained(tmp)
+        config = {"architectures": ["GptOssForCausalLM"], "model_type": "gpt_oss"} if "<|channel|>" in tok.chat_template \
+            else {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3"}  # LMDeploy reads the architecture
+        (Path(tmp) / "config.json").write_text(json.dumps(config))
+        try:
+            template = ChatTemplateConfig(model_name="hf", model_path=tmp).chat_template()
+        except Exception as err:  # noqa: BLE001
+            return f"HFChatTemplate fails: {err}"[:80]
+        figures = []
+        for mode, turns in turns_by_mode.items():
+            ok = bad = 0
+            failed: set[str] = set()
+            for turn in turns:
+                messages = to_messages(turn.before, turn.probe.system, encoder.format, turn.thinking)
+                kwargs = dict(encoder.kwargs(turn.thinking))
+                if turn.probe.tools:
+                    kwargs["tools"] = _tools(turn.probe.tools)
+                try:
+                    ids = tok.encode(template.messages2prompt(messages, **kwargs), add_special_tokens=True)
+                except Exception:  # noqa: BLE001
+                    ids = None
+                if ids == turn.prompt_ids:
+                    ok += 1
+                else:
+                    bad += 1
+                    failed.add(turn.probe.name)
+            probes = {t.probe.name for t in turns}
+            figures.append(f"{mode} {len(probes - failed)}/{len(probes)}")
+        return " · ".join(figures)
+
+
+def family_rows(folder: Path) -> list[dict[str, str]]:
+    from ..templates.native import NativeEncoder, NativeTemplateError
+    from ..templates.parity import Scanner
+    from ..templates.probes import SCAN_PROBES
+    from .checks import check, ollama_render, ollama_why_not, trained_turns
+    from .bundle import adds_bos
+    from .native import build_native
+
+    rows = []
+    for label, kind, tok, template in fixture_templates(Path(folder)):
+        row = {"template": label, "tokenizer": kind}
+        try:
+            encoder = NativeEncoder(tok)
+        except NativeTemplateError as err:
+            rows.append({**row, "error": str(err)})
+            continue
+        modes = {"on": True, "off": False} if encoder.format.switch is not None else {"on": True}
+        facts = (tok.get_vocab(), set(tok.get_added_vocab()), len(tok))
+        jinja = []
+        for name, mode in modes.items():
+            result = Scanner(tok, mode, probes=SCAN_PROBES, facts=facts).check("native")
+            jinja.append(f"{name} {result.passed}/{result.total}")
+        native = build_native(tok, template, True, " · ".join(jinja), gguf_bos=adds_bos(tok)[1])
+        p = native.parsers
+        row["vllm"] = (f"`{p.vllm_reasoning or '-'}` / `{p.vllm_tools or '-'}`", " · ".join(jinja))
+        row["sglang"] = (f"`{p.sglang_reasoning or '-'}` / `{p.sglang_tools or '-'}`", " · ".join(jinja))
+        turns_by_mode = {name: trained_turns(encoder, mode) for name, mode in modes.items()}
+        row["lmdeploy"] = ("`--chat-template hf`", _lmdeploy(tok, encoder, turns_by_mode))
+        builtin = native.builtin
+        if native.slots is not None:
+            figures = []
+            for name, turns in turns_by_mode.items():
+                bos = [tok.bos_token_id] if native.slots.bos and not native.keep_bos else []
+                result = check(turns, ollama_render(native.slots, encoder.format, native.keep_bos),
+                               lambda text, bos=bos: bos + tok.encode(text, add_special_tokens=False), [],
+                               ollama_why_not(native.slots))
+                figures.append(f"{name} {result.figure(len(SCAN_PROBES)).split(' (')[0].replace(' probes', '')}")
+            how = "TEMPLATE" + (f" + PARSER `{builtin.parser}`" if builtin and builtin.parser else "")
+            if builtin and builtin.renderer:
+                how = f"RENDERER `{builtin.renderer}` (not run); Modelfile.template: " + how
+            note = "; no tools: " + native.slots.tools_error if native.slots.tools_error else ""
+            row["ollama"] = (how + note, " · ".join(figures))
+        else:
+            row["ollama"] = (f"RENDERER `{builtin.renderer}` (not run)" if builtin and builtin.renderer else
+                             f"not written: {native.slots_error}", "-")
+        rows.append(row)
+    return rows
+
+
+def render_table(rows: list[dict[str, str]]) -> str:
+    head = ("| chat template | tokenizer | vLLM: reasoning / tool parser | SGLang: reasoning / tool parser | "
+            "parity (vLLM, SGLang) | LMDeploy | LMDeploy parity | Ollama | Ollama parity |")
+    lines = [head, "|" + "---|" * 9]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| `{r['template']}` | {r['tokenizer']} | error: {r['error']} |||||||")
+            continue
+        lines.append(f"| `{r['template']}` | {r['tokenizer']} | {r['vllm'][0]} | {r['sglang'][0]} | {r['vllm'][1]} | "
+                     f"{r['lmdeploy'][0]} | {r['lmdeploy'][1]} | {r['ollama'][0]} | {r['ollama'][1]} |")
+    return "\n".join(lines)
+
+
+def write_table(doc: Path, table: str) -> None:
+    text = doc.read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        raise ValueError(f"{doc} has no {BEGIN} ... {END} markers")
+    head, rest = text.split(BEGIN, 1)
+    doc.write_text(head + BEGIN + "\n" + table + "\n" + END + rest.split(END, 1)[1], encoding="utf-8")
