@@ -97,6 +97,12 @@ class ThinkPluginOptions(_Strict):
         description="a conversation with N assistant turns becomes N samples, each ending at its turn with the context "
         "the template shows at inference (sets LF's `mask_history`), so every turn trains where history reasoning is dropped",
     )
+    chat_template_kwargs: Optional[dict[str, Any]] = Field(
+        default=None,
+        description="keyword arguments for the model's own chat template in every sample (`reasoning_effort: low`, "
+        "`preserve_thinking: true`; `template: native`), checked against what it reads; per sample: a dataset_info.json "
+        "column `chat_template_kwargs` (docs/template_settings.md)",
+    )
     on_malformed: Literal["error", "warn", "skip"] = Field(
         default="warn", description="what to do with samples whose think tags are malformed"
     )
