@@ -217,3 +217,44 @@ def test_refusals_exit_2_naming_the_key(case: tuple, tmp_path_factory: pytest.Te
         assert text in log, (text, log[-2000:])
     assert not (tmp / "run" / "tokenized").exists()
 
+
+
+# --- lf-think check: the mix of settings in the data, reasoning length per value -----------------------------------
+def test_check_reports_the_mix_and_lengths_per_value(tmp_path_factory: pytest.TempPathFactory) -> None:
+    import statistics
+
+    import yaml
+
+    from lfrun import lf_think
+
+    tmp = tmp_path_factory.mktemp("check")
+    model = trainable_dir(fam("gpt-oss"), tmp_path_factory.getbasetemp())
+    short = ["Add.", "Easy.", "Known."]
+    long = ["First I multiply the tens, then the units, then I add both parts and check the sum twice over.",
+            "Primes above ten: eleven has no divisor other than one and itself, so it is the first one.",
+            "The capital of France has been Paris for centuries; it is the seat of the government."]
+    rows = [sharegpt([(q, r, a)], {"reasoning_effort": "low"}) for (q, _, a), r in zip(EFFORT_QUESTIONS, short)]
+    rows += [sharegpt([(q, r, a)], {"reasoning_effort": "high"}) for (q, _, a), r in zip(EFFORT_QUESTIONS, long)]
+    rows.append(sharegpt([EFFORT_QUESTIONS[3]], {}))
+    write_data(tmp / "data", rows)
+    recipe = tmp / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "model_name_or_path": str(model), "stage": "sft", "do_train": True, "finetuning_type": "full", "dataset": "convs",
+        "dataset_dir": str(tmp / "data"), "cutoff_len": 4096, "output_dir": str(tmp / "out"), "overwrite_cache": True,
+        "thinkplugin": {"template": "native", "chat_template_kwargs": {"reasoning_effort": "medium"}}}))
+    proc = lf_think(["check", str(recipe)], cwd=tmp, env={"HF_DATASETS_OFFLINE": "1", "DISABLE_VERSION_CHECK": "1"}, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    tok = load(model)
+
+    def line(label: str, texts: list[str]) -> str:
+        n = sorted(len(tok.encode(t, add_special_tokens=False)) for t in texts)
+        p90 = n[-(-9 * len(n) // 10) - 1]
+        return (f"  {label}: {len(texts)} samples; reasoning tokens mean {round(statistics.fmean(n), 1)}, "
+                f"median {statistics.median(n)}, p90 {p90} over {len(n)} turns")
+
+    out = proc.stdout
+    assert 'template settings: chat_template_kwargs {"reasoning_effort": "medium"}; per-sample column `settings` in convs' in out
+    assert line("reasoning_effort=low", short) in out, out
+    assert line("reasoning_effort=high", long) in out, out
+    assert line("reasoning_effort=medium", [EFFORT_QUESTIONS[3][1]]) in out, out
+    assert not (tmp / "out").exists()

@@ -82,6 +82,13 @@ class RunContext:
             lf_args["mask_history"] = True  # each expanded sample trains its last turn only
         if opts.chat_template_kwargs is not None:  # checked against the template before anything loads
             ctx.run_settings = ctx.checked_settings(opts.chat_template_kwargs, f"{BLOCK}.chat_template_kwargs")
+        spec = opts.eval_think
+        if spec is not None and (spec.template_kwargs or spec.sweep):
+            from ..evaluation.sweep import settings_list
+
+            sweep = next(iter(spec.sweep.items())) if spec.sweep else None
+            for _, kwargs in settings_list({**ctx.run_settings, **(spec.template_kwargs or {})}, sweep):
+                ctx.checked_settings(kwargs, f"{BLOCK}.eval_think.{'sweep' if sweep else 'template_kwargs'}")
         if opts.token_init:
             from ..tokens.token_init import prepare_lf_args
 
@@ -318,6 +325,6 @@ class RunContext:
 
             self._eval_callback = ThinkEvalCallback(
                 self.options.eval_think, self.lf_args.get("template"), str(self.model_dir),
-                str(self.lf_args.get("dataset_dir") or "data"), self.lf_args.get("eval_dataset"))
+                str(self.lf_args.get("dataset_dir") or "data"), self.lf_args.get("eval_dataset"), self.run_settings)
             callbacks.append(self._eval_callback)
         return callbacks

@@ -89,3 +89,24 @@ def stats(lengths: list[int]) -> dict[str, Any]:
     ordered = sorted(lengths)
     p90 = ordered[max(0, -(-9 * len(ordered) // 10) - 1)]
     return {"n": len(ordered), "mean": round(statistics.fmean(ordered), 1), "median": statistics.median(ordered), "p90": p90}
+
+
+def mix_lines(carried: list[tuple[str, Any]], run: dict[str, Any], columns: dict[str, str], tokenizer: Any,
+              read: Any) -> list[str]:
+    """`lf-think check`'s report: the run's settings, the columns, and per mix of settings in the data its samples and
+    the reasoning length of its turns (tokens: mean, median, p90)."""
+    lines = [f"template settings: chat_template_kwargs {json.dumps(run, ensure_ascii=False) if run else 'none'}; "
+             + ("per-sample column " + ", ".join(f"`{c}` in {n}" for n, c in columns.items()) if columns else "no per-sample column")]
+    samples: dict[str, int] = {}
+    lengths: dict[str, list[int]] = {}
+    for _, dataset in carried:
+        for key, count in distinct(dataset).items():
+            name = label(json.loads(key))
+            samples[name] = samples.get(name, 0) + count
+        for name, found in reasoning_lengths(dataset, tokenizer, read).items():
+            lengths.setdefault(name, []).extend(found)
+    for name in sorted(samples):
+        s = stats(lengths.get(name, []))
+        shown = f"mean {s['mean']}, median {s['median']}, p90 {s['p90']} over {s['n']} turns" if s["n"] else "none"
+        lines.append(f"  {name}: {samples[name]} samples; reasoning tokens {shown}")
+    return lines

@@ -9,8 +9,12 @@ from typing import Any
 
 from .metrics import NOTHINK_STATUSES, THINK_STATUSES
 
-_COLOURS = {"ok": "#2e7d32", "empty": "#9e9d24", "unclosed": "#ef6c00", "missing": "#c62828", "misplaced": "#6a1b9a",
+_COLOURS = {"ok": "#2e7d32", "ok_not_well_formed": "#a5d6a7", "empty": "#9e9d24", "unclosed": "#ef6c00", "missing": "#c62828", "misplaced": "#6a1b9a",
             "thinks_when_off": "#ad1457"}
+
+
+# the legend's words: the table's (cli.py) for the same shares
+_LABELS = {"ok": "well-formed", "ok_not_well_formed": "ok shape, not well-formed"}
 
 
 def available() -> bool:
@@ -37,10 +41,16 @@ def write_chart(report: dict[str, Any], path: str) -> None:
         bottom = 0.0
         for status in THINK_STATUSES if mode == "think" else NOTHINK_STATUSES:
             rate = metrics["status"].get(status) or 0.0
-            label = status if status not in seen else None
-            seen.add(status)
-            ax.bar(x, rate, bottom=bottom, color=_COLOURS[status], label=label, width=0.6)
-            bottom += rate
+            parts = [(status, rate)]
+            if status == "ok":  # the `ok` shape split as the table splits it: well-formed, and the rest (no end of
+                well = min(rate, metrics["well_formed"] or 0.0)  # turn, tags spelled out), never a green "ok" bar
+                parts = [("ok", well), ("ok_not_well_formed", rate - well)]  # over a well-formed rate of 0
+            for part, share in parts:
+                label = _LABELS.get(part, part) if part not in seen else None
+                seen.add(part)
+                ax.bar(x, share, bottom=bottom, color=_COLOURS[part], label=label, width=0.6,
+                       hatch="//" if part == "ok_not_well_formed" else None)
+                bottom += share
         ax.text(x, 1.02, f"well-formed\n{metrics['well_formed']:.2f}", ha="center", va="bottom", fontsize=8)
     ax.set_xticks(range(len(bars)), [label for label, _, _ in bars])
     ax.set_ylim(0, 1.25)
