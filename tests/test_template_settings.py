@@ -201,10 +201,13 @@ REFUSALS = [
      ["dataset `convs`", "`settings.clear_thinking` = 'no' is ignored by the model's chat template"]),
     ("qwen3.6", {"template": None, "chat_template_kwargs": {"preserve_thinking": True}}, None, {"template": "qwen3"},
      ["only `template: native` renders with", "this run's template: qwen3"]),
+    ("gpt-oss", {"eval_think": {"every": 1, "data": "convs", "sweep": {"reasoning_efort": ["low", "high"]}}}, None, {},
+     ["unknown template setting `thinkplugin.eval_think.sweep.reasoning_efort`",
+      "Did you mean `thinkplugin.eval_think.sweep.reasoning_effort`?"]),
 ]
 
 
-@pytest.mark.parametrize("case", REFUSALS, ids=lambda c: f"{c[0]}-{list((c[1].get('chat_template_kwargs') or c[2] or {}))[0]}")
+@pytest.mark.parametrize("case", REFUSALS, ids=lambda c: f"{c[0]}-{json.dumps(c[1].get('chat_template_kwargs') or c[2] or c[1])[:40]}")
 def test_refusals_exit_2_naming_the_key(case: tuple, tmp_path_factory: pytest.TempPathFactory) -> None:
     name, block, cell, lf, wanted = case
     tmp = tmp_path_factory.mktemp("refuse")
@@ -258,3 +261,33 @@ def test_check_reports_the_mix_and_lengths_per_value(tmp_path_factory: pytest.Te
     assert line("reasoning_effort=high", long) in out, out
     assert line("reasoning_effort=medium", [EFFORT_QUESTIONS[3][1]]) in out, out
     assert not (tmp / "out").exists()
+
+
+# --- preference pairs: both answers rendered under the sample's settings ------------------------------------------
+def test_dpo_pairs_carry_each_samples_effort(tmp_path_factory: pytest.TempPathFactory) -> None:
+    tmp = tmp_path_factory.mktemp("effort-dpo")
+    model = trainable_dir(fam("gpt-oss"), tmp_path_factory.getbasetemp())
+    rows = []
+    for (question, reasoning, answer), effort in zip(EFFORT_QUESTIONS[:2], ["low", "high"]):
+        rows.append({"conversations": [{"from": "human", "value": question}],
+                     "chosen": {"from": "gpt", "value": f"<think>\n{reasoning}\n</think>\n\n{answer}"},
+                     "rejected": {"from": "gpt", "value": f"<think>\nGuess.\n</think>\n\nNo idea."},
+                     "settings": {"reasoning_effort": effort}})
+    (tmp / "data").mkdir()
+    (tmp / "data" / "pairs.json").write_text(json.dumps(rows))
+    (tmp / "data" / "dataset_info.json").write_text(json.dumps({"convs": {
+        "file_name": "pairs.json", "formatting": "sharegpt", "ranking": True,
+        "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected", "chat_template_kwargs": "settings"}}}))
+    proc, log = run(model, tmp, {}, stage="dpo", finetuning_type="lora", pref_beta=0.1)
+    assert proc.returncode == 0, log[-3000:]
+    data = tokenized(tmp)
+    tok = load(model)
+    for row, (question, reasoning, answer), effort in zip(data, EFFORT_QUESTIONS[:2], ["low", "high"], strict=True):
+        user = [{"role": "user", "content": question}]
+        prompt = tok.apply_chat_template(user, add_generation_prompt=True, reasoning_effort=effort, tokenize=False)
+        chosen = tok.apply_chat_template(user + [{"role": "assistant", "content": answer, "thinking": reasoning}],
+                                         reasoning_effort=effort, tokenize=False)
+        prompt_ids = tok.encode(prompt, add_special_tokens=False)
+        assert row["chosen_input_ids"] == tok.encode(chosen, add_special_tokens=False)
+        assert row["rejected_input_ids"][: len(prompt_ids)] == prompt_ids
+        assert f"Reasoning: {effort}" in tok.decode(row["rejected_input_ids"][: len(prompt_ids)])
