@@ -58,3 +58,14 @@ def test_chart_and_table_agree_on_a_turn_that_never_ends() -> None:
     report = {"modes": ["think", "nothink"], "parser": "qwen3", "model": {"metrics": metrics, "timing": {}}, "baseline": None}
     rows = {line[:30].strip(): line[30:].split() for line in render_table(report).splitlines()[2:]}
     assert rows["well-formed"] == ["0.50", "0.00"] and rows[NOT_WELL_FORMED_OK] == ["0.50", "1.00"]
+
+
+def test_eval_takes_the_runs_settings_from_its_record(tmp_path) -> None:
+    from lf_thinkplugin.evaluation.generate import trained_with
+    from lf_thinkplugin.templates.record import write_record
+
+    write_record(tmp_path, "native", True, None, {"chat_template_kwargs": {"reasoning_effort": "high"}, "columns": {},
+                                                  "mix": {}, "template": {"reads": ["reasoning_effort"]}})
+    assert trained_with(str(tmp_path)).settings == {"reasoning_effort": "high"}
+    write_record(tmp_path, "native", True, None)
+    assert trained_with(str(tmp_path)).settings is None

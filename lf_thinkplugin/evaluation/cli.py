@@ -227,6 +227,9 @@ def _main(args: argparse.Namespace, stdout: Any) -> int:
         tokenizer = load_tokenizer(tok_dir)
         info = trained_with(args.adapter, args.model)
         prompts = prompter(tokenizer, args.model, info, args.template)
+        if not base_settings and info.settings:  # prompts as trained: the run's settings, unless given here
+            base_settings = dict(info.settings)
+            prompts.notes.append(f"template settings {json.dumps(base_settings)} (the run's chat_template_kwargs)")
         thinking = modes != [NOTHINK]
         settings = [(label, prompts.check_settings(kw, thinking, "--sweep" if label is not None else "--template-kwargs")
                      if kw else {}) for label, kw in settings_list(base_settings, sweep)]

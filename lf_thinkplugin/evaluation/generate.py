@@ -35,6 +35,7 @@ class TrainedWith:
     template: str | None = None  # LF template name
     format: Any = None  # ReasoningFormat the run recorded
     source: str = "tokenizer chat template"
+    settings: dict | None = None  # the run's `chat_template_kwargs` (every sample was trained with them)
 
 
 def trained_with(*folders: str | None) -> TrainedWith:
@@ -52,6 +53,8 @@ def trained_with(*folders: str | None) -> TrainedWith:
                 found.template, found.source = record["template"], record["path"]
             if found.format is None and record.get("format") is not None:
                 found.format = record["format"]
+            if found.settings is None and (record.get("template_settings") or {}).get("chat_template_kwargs"):
+                found.settings = record["template_settings"]["chat_template_kwargs"]
         options = Path(folder) / "thinkplugin_args.yaml"
         if options.is_file() and found.template is None:
             block = (yaml.safe_load(options.read_text(encoding="utf-8")) or {}).get("thinkplugin") or {}
