@@ -72,6 +72,19 @@ class EvalThinkSpec(_Strict):
         default=["think"], min_length=1, description="thinking on / off through the template's switch; [data]: each "
         "prompt in the mode its reference shows (think where it reasons, nothink where it answers directly)")
 
+    template_kwargs: Optional[dict[str, Any]] = Field(
+        default=None, description="chat template settings for the prompts, over the run's `chat_template_kwargs`")
+    sweep: Optional[dict[str, list[Any]]] = Field(
+        default=None, description="one template setting and its values, e.g. {reasoning_effort: [low, high]}: the "
+        "prompts run once per value, logged as `think_eval/<name>=<value>/...` with `think_eval/<name>/rises`")
+
+    @field_validator("sweep")
+    @classmethod
+    def _one_setting(cls, sweep: Optional[dict[str, list[Any]]]) -> Optional[dict[str, list[Any]]]:
+        if sweep is not None and (len(sweep) != 1 or len(next(iter(sweep.values()))) < 2):
+            raise ValueError("sweeps one setting over at least two values, e.g. {reasoning_effort: [low, high]}")
+        return sweep
+
     @field_validator("modes")
     @classmethod
     def _data_alone(cls, modes: list[str]) -> list[str]:
@@ -96,6 +109,12 @@ class ThinkPluginOptions(_Strict):
         default=False,
         description="a conversation with N assistant turns becomes N samples, each ending at its turn with the context "
         "the template shows at inference (sets LF's `mask_history`), so every turn trains where history reasoning is dropped",
+    )
+    chat_template_kwargs: Optional[dict[str, Any]] = Field(
+        default=None,
+        description="keyword arguments for the model's own chat template in every sample (`reasoning_effort: low`, "
+        "`preserve_thinking: true`; `template: native`), checked against what it reads; per sample: a dataset_info.json "
+        "column `chat_template_kwargs` (docs/template_settings.md)",
     )
     on_malformed: Literal["error", "warn", "skip"] = Field(
         default="warn", description="what to do with samples whose think tags are malformed"

@@ -21,6 +21,7 @@ HUB_MODELS = {
     "Qwen/Qwen3-0.6B": QWEN3,
     "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B": R1_DISTILL,
     "Qwen/Qwen2.5-0.5B-Instruct": QWEN25,
+    "openai/gpt-oss-20b": "gpt-oss-20b",
 }
 # the real configs' dimensions, shrunk to a CPU-sized model; everything else is the checkpoint's own
 _TINY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
@@ -42,11 +43,18 @@ def add_model(cache: Path, repo_id: str, fixture: Path, seed: int = 0) -> Path:
 
     snapshot = snapshot_dir(cache, repo_id)
     snapshot.mkdir(parents=True, exist_ok=True)
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copyfile(fixture / name, snapshot / name)
-    real = json.loads((fixture / "config.json").read_text(encoding="utf-8"))
-    keep = {k: v for k, v in real.items() if k not in ("architectures", "model_type", "torch_dtype", "dtype", "transformers_version")}
-    config = AutoConfig.for_model(real["model_type"], **{**keep, **_TINY})
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):  # gpt-oss: the template's own file
+        if (fixture / name).is_file():
+            shutil.copyfile(fixture / name, snapshot / name)
+    if (fixture / "config.json").is_file():
+        real = json.loads((fixture / "config.json").read_text(encoding="utf-8"))
+        keep = {k: v for k, v in real.items() if k not in ("architectures", "model_type", "torch_dtype", "dtype", "transformers_version")}
+        config = AutoConfig.for_model(real["model_type"], **{**keep, **_TINY})
+    else:  # a fixture with the tokenizer only (gpt-oss-20b): a Qwen3-architecture stand-in of its vocabulary's size
+        from lf_thinkplugin.loading.tokenizer import from_pretrained
+
+        rows = len(from_pretrained(str(snapshot)))
+        config = AutoConfig.for_model("qwen3", **_TINY, vocab_size=rows, tie_word_embeddings=True)
     torch.manual_seed(seed)
     AutoModelForCausalLM.from_config(config).save_pretrained(str(snapshot))
     refs = snapshot.parent.parent / "refs"

@@ -23,6 +23,7 @@ EXPECTED = {
     "answer_only_mask_reasoning": "qwen3_think (as given)",
     "demo_tiny": "native (by thinkplugin.template: auto)",
     "qwen3_dpo_mask_reasoning": "native (by thinkplugin.template: auto)",
+    "gpt_oss_effort_sft": "native (by the plugin)",
 }
 # the scale-down: steps and precision (a CPU has no bf16 training), nothing about the model or data
 SCALED_DOWN = ("max_steps=2", "logging_steps=1", "save_steps=100", "bf16=false")

@@ -31,6 +31,9 @@ class SaveOptionsCallback(TrainerCallback):
 class RunRecordCallback(TrainerCallback):
     """Writes output_dir/thinkplugin_run.json: the run's LF template and its reasoning format (for eval / export)."""
 
+    def __init__(self, settings: Any = None) -> None:
+        self.settings = settings  # () -> the run's template settings record (read once the data is loaded)
+
     def on_train_begin(self, args, state, control, processing_class=None, train_dataloader=None, **kwargs):
         if not args.should_save:
             return
@@ -43,12 +46,12 @@ class RunRecordCallback(TrainerCallback):
             return
         tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # a processor: its tokenizer
         write_record(args.output_dir, template_name(template), getattr(template, "enable_thinking", None),
-                     format_of(template, tokenizer))
+                     format_of(template, tokenizer), self.settings() if self.settings else None)
 
 
-def plugin_callbacks(opts: "ThinkPluginOptions", token_plan: Any = None) -> list[TrainerCallback]:
+def plugin_callbacks(opts: "ThinkPluginOptions", token_plan: Any = None, settings: Any = None) -> list[TrainerCallback]:
     """The run's callbacks, for every stage: options file, run record, token-init rows (with the run's plan), serving bundle."""
-    callbacks: list[TrainerCallback] = [SaveOptionsCallback(opts), RunRecordCallback()]
+    callbacks: list[TrainerCallback] = [SaveOptionsCallback(opts), RunRecordCallback(settings)]
     if token_plan is not None:
         from ..tokens.token_init import make_callbacks
 

@@ -53,6 +53,13 @@ class RunContext:
     _eval_callback: Any = field(default=None, repr=False)
     _format: Any = field(default=None, repr=False)  # native's ReasoningFormat, learnt on first use
     _aligned: list = field(default_factory=list, repr=False)  # (dataset name, aligned dataset): where samples are found
+    # template settings (templates/settings.py): what the chat template reads (probed once), the run's checked
+    # `chat_template_kwargs`, the settings the data carries (sorted JSON -> samples) and the carrying datasets
+    _template_settings: Any = field(default=None, repr=False)
+    run_settings: dict = field(default_factory=dict, repr=False)
+    settings_mix: dict = field(default_factory=dict, repr=False)
+    settings_columns: dict = field(default_factory=dict, repr=False)  # dataset name -> settings column
+    _carried: list = field(default_factory=list, repr=False)
 
     # --- before LF parses its arguments ---------------------------------------------------------
 
@@ -74,6 +81,15 @@ class RunContext:
             lf_args["template"] = opts.template
         if opts.expand_turns:
             lf_args["mask_history"] = True  # each expanded sample trains its last turn only
+        if opts.chat_template_kwargs is not None:  # checked against the template before anything loads
+            ctx.run_settings = ctx.checked_settings(opts.chat_template_kwargs, f"{BLOCK}.chat_template_kwargs")
+        spec = opts.eval_think
+        if spec is not None and (spec.template_kwargs or spec.sweep):
+            from ..evaluation.sweep import settings_list
+
+            sweep = next(iter(spec.sweep.items())) if spec.sweep else None
+            for _, kwargs in settings_list({**ctx.run_settings, **(spec.template_kwargs or {})}, sweep):
+                ctx.checked_settings(kwargs, f"{BLOCK}.eval_think.{'sweep' if sweep else 'template_kwargs'}")
         if opts.token_init:
             from ..tokens.token_init import prepare_lf_args
 
@@ -121,12 +137,75 @@ class RunContext:
             print(f"[lf_thinkplugin] error: {err}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
 
-    def dataset(self, dataset: Any, dataset_attr: Any, data_args: Any, name: Optional[str] = None) -> Any:
-        """`name`: the dataset's name in the YAML's `dataset:` (LF hands over its attributes only)."""
+    def template_settings(self) -> Any:
+        """The settings the model's chat template reads (templates/settings.py), probed once per run."""
+        if self._template_settings is None:
+            from ..templates.format import NativeTemplateError, learn
+            from ..templates.settings import TemplateSettings
+
+            tokenizer = self.checkpoint_tokenizer()
+            try:
+                self._template_settings = TemplateSettings(tokenizer, self._format or learn(tokenizer))
+            except NativeTemplateError as err:
+                raise OptionsError(f"template settings need the model's chat template: {err}") from None
+        return self._template_settings
+
+    def checked_settings(self, settings: Any, where: str) -> dict[str, Any]:
+        """`settings` checked against the chat template and LF's `enable_thinking` (OptionsError naming the key)."""
+        from ..templates.settings import SettingsError
+
+        template = self.lf_args.get("template")
+        if template != "native":
+            raise OptionsError(f"`{where}` passes settings to the model's own chat template, which only `template: native` "
+                               f"renders with (this run's template: {template or 'none'}); set `thinkplugin.template: "
+                               "native` (or `auto` where it picks native), or drop the settings")
+        try:
+            return self.template_settings().check(settings, self.lf_args.get("enable_thinking", True), where)
+        except SettingsError as err:
+            raise OptionsError(str(err)) from None
+
+    def _carry_settings(self, dataset: Any, raw: Any, data_args: Any, name: str) -> Any:
+        """The run's and the dataset column's template settings put into each sample (data/template_settings.py)."""
+        from ..data.template_settings import carry, distinct, settings_column
+        from ..templates.settings import SettingsError
+
+        column = settings_column(data_args.dataset_dir, name)
+        if column is None and not self.run_settings:
+            return dataset
+        where = column or f"{BLOCK}.chat_template_kwargs"
+        if column is not None:
+            self.settings_columns[name] = column
+            self.checked_settings({}, f"{name}.{column}")  # the template must be native
+        try:
+            carried = carry(dataset, raw, column, self.run_settings, name)
+        except SettingsError as err:
+            raise OptionsError(str(err)) from None
+        for key, count in distinct(carried).items():  # each distinct mix once, before anything is tokenized
+            try:
+                self.checked_settings(json.loads(key), where)
+            except OptionsError as err:
+                raise OptionsError(f"dataset `{name}` (dataset_info.json `columns.chat_template_kwargs: {column}`, "
+                                   f"{count} samples with {key}): {err}") from None
+            self.settings_mix[key] = self.settings_mix.get(key, 0) + count
+        self._carried.append((name, carried))
+        return carried
+
+    def settings_record(self) -> Optional[dict[str, Any]]:
+        """The run record's `template_settings` (None where the run passes none)."""
+        if not self.run_settings and not self.settings_mix:
+            return None
+        return {"chat_template_kwargs": self.run_settings, "columns": self.settings_columns,
+                "mix": {k: v for k, v in sorted(self.settings_mix.items())},
+                "template": self.template_settings().describe()}
+
+    def dataset(self, dataset: Any, dataset_attr: Any, data_args: Any, name: Optional[str] = None, raw: Any = None) -> Any:
+        """`name`: the dataset's name in the YAML's `dataset:` (LF hands over its attributes only); `raw`: the dataset
+        before LF aligned it (its settings column), where the seam has it."""
         from ..data.malformed import report_malformed
 
         self._aligned.append((name or str(dataset_attr.dataset_name), dataset))  # as in the file: sample indices
         with self.refusals():
+            dataset = self._carry_settings(dataset, raw, data_args, name or str(dataset_attr.dataset_name))
             dataset = report_malformed(dataset, dataset_attr.dataset_name, data_args.template, self.options.on_malformed,
                                        self._family_markup(data_args.template))
             if self.options.expand_turns:
@@ -259,12 +338,12 @@ class RunContext:
     def callbacks(self) -> list[Any]:
         from .callbacks import plugin_callbacks
 
-        callbacks = plugin_callbacks(self.options, self.token_plan)
+        callbacks = plugin_callbacks(self.options, self.token_plan, settings=self.settings_record)
         if self.options.eval_think is not None:
             from ..evaluation.callback import ThinkEvalCallback
 
             self._eval_callback = ThinkEvalCallback(
                 self.options.eval_think, self.lf_args.get("template"), str(self.model_dir),
-                str(self.lf_args.get("dataset_dir") or "data"), self.lf_args.get("eval_dataset"))
+                str(self.lf_args.get("dataset_dir") or "data"), self.lf_args.get("eval_dataset"), self.run_settings)
             callbacks.append(self._eval_callback)
         return callbacks

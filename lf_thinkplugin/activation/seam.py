@@ -282,7 +282,7 @@ def _bind_patched(ctx: Any) -> None:
 
     def align_dataset_with_report(dataset, dataset_attr, data_args, training_args):
         aligned = align_dataset(dataset, dataset_attr, data_args, training_args)
-        return ctx.dataset(aligned, dataset_attr, data_args, dataset_key(dataset_attr, data_args))
+        return ctx.dataset(aligned, dataset_attr, data_args, dataset_key(dataset_attr, data_args), raw=dataset)
 
     _set_run(loader, "align_dataset", align_dataset_with_report)
 

@@ -128,6 +128,12 @@ def _check(config: dict[str, Any], ctx: Any, template_given: Any, lines: list[st
 
             aligned = [d for _, d in ctx._aligned]
             lines.append(pair_stats(aligned, template, tokenizer, finetuning_args.stage, len(train_set)))
+        if ctx is not None and ctx._carried:  # template settings: the mix in the data, reasoning length per value
+            from ..data.template_settings import mix_lines
+            from ..templates.reasoning import split_reasoning
+
+            lines += mix_lines(ctx._carried, ctx.run_settings, ctx.settings_columns, tokenizer,
+                               fmt.read if fmt is not None else split_reasoning)
     lines.append("check passed: no model weights were loaded")
     return lines
 

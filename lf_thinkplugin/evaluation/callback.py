@@ -31,8 +31,15 @@ def flat_metrics(report: dict[str, dict[str, Any]], prefix: str = "think_eval") 
 
 
 class ThinkEvalCallback(TrainerCallback):
-    def __init__(self, spec: Any, template: str | None, model_dir: str, dataset_dir: str, eval_dataset: str | None) -> None:
+    def __init__(self, spec: Any, template: str | None, model_dir: str, dataset_dir: str, eval_dataset: str | None,
+                 run_settings: dict | None = None) -> None:
+        from .sweep import settings_list
+
         self.spec, self.template, self.model_dir = spec, template, model_dir
+        # the prompts' template settings: the run's, the spec's over them, once per swept value (checked by the context)
+        sweep = next(iter(spec.sweep.items())) if getattr(spec, "sweep", None) else None
+        self.sweep_name = sweep[0] if sweep else None
+        self.settings = settings_list({**(run_settings or {}), **(getattr(spec, "template_kwargs", None) or {})}, sweep)
         self.dataset_dir, self.data = dataset_dir, spec.data or (eval_dataset or "").split(",")[0].strip()
         self.trainer: Any = None  # bound by the run context once the trainer exists (its `log` is the sink)
         self._prompts: Any = None
@@ -57,13 +64,42 @@ class ThinkEvalCallback(TrainerCallback):
             self._prompts = prompter(tokenizer, self.model_dir, TrainedWith(template=self.template, source="this run"))
         prompts, was_training = self._prompts, model.training
         model.eval()
+        by_value: dict = {}
         try:
-            outputs = []
-            for mode, samples in plan(self.spec.modes, self._samples):
-                ids = [prompts.ids(s.messages, mode == THINK) for s in samples]
-                generated = generate_hf(model, tokenizer, ids, self.spec.max_new_tokens, set(prompts.markup.stop_ids))
-                outputs += [classify(g, tokenizer, prompts.markup, mode, self.spec.max_new_tokens, s.reference)
-                            for s, g in zip(samples, generated)]
+            for value, kwargs in self.settings:
+                outputs = by_value.setdefault(value, [])
+                for mode, samples in plan(self.spec.modes, self._samples):
+                    ids = [prompts.ids(s.messages, mode == THINK, kwargs) for s in samples]
+                    generated = generate_hf(model, tokenizer, ids, self.spec.max_new_tokens, set(prompts.markup.stop_ids))
+                    outputs += [classify(g, tokenizer, prompts.markup, mode, self.spec.max_new_tokens, s.reference)
+                                for s, g in zip(samples, generated)]
         finally:
             model.train(was_training)
-        return flat_metrics(aggregate(outputs))
+        if self.sweep_name is None:
+            return flat_metrics(aggregate(by_value[None]))
+        return sweep_metrics(self.sweep_name, by_value)
+
+
+def sweep_metrics(name: str, by_value: dict[str, list]) -> dict[str, float]:
+    """think_eval/<name>=<value>/<mode>/... per value, reasoning_tokens_median / _p90 beside the mean, and per mode
+    think_eval/<name>/<mode>/rises (1 / 0) and .../ratio (last value's mean length over the first's)."""
+    from .sweep import lengths, trend
+
+    out: dict[str, float] = {}
+    modes: list[str] = []
+    for value, outputs in by_value.items():
+        prefix = f"think_eval/{name}={value}"
+        out.update(flat_metrics(aggregate(outputs), prefix))
+        for mode in sorted({o.mode for o in outputs}):
+            modes += [mode] if mode not in modes else []
+            stats = lengths([o for o in outputs if o.mode == mode])
+            out[f"{prefix}/{mode}/reasoning_tokens_all_mean"] = float(stats["mean"])
+            out[f"{prefix}/{mode}/reasoning_tokens_median"] = float(stats["median"])
+            out[f"{prefix}/{mode}/reasoning_tokens_p90"] = float(stats["p90"])
+    for mode in modes:
+        t = trend([{"reasoning_tokens": lengths([o for o in outputs if o.mode == mode])} for outputs in by_value.values()])
+        if t["rises"] is not None:
+            out[f"think_eval/{name}/{mode}/rises"] = float(t["rises"])
+        if t["ratio"] is not None:
+            out[f"think_eval/{name}/{mode}/ratio"] = float(t["ratio"])
+    return out

@@ -3,12 +3,14 @@
     lf-think eval --model DIR [--adapter DIR] [--baseline DIR] --data FILE_OR_LF_DATASET
                   [--dataset-dir DIR] [--modes think,nothink|data] [--max-new-tokens N] [--batch-size N]
                   [--limit N] [--template NAME] [--engine hf|vllm] [--device cpu|cuda] [--json]
-                  [--outputs FILE.jsonl] [--chart FILE.png]
+                  [--outputs FILE.jsonl] [--chart FILE.png] [--template-kwargs JSON] [--sweep NAME=V1,V2,...]
 
 Renders each prompt with the template the model was trained on, generates greedily (think mode:
 `enable_thinking=True`, nothink: False), classifies every output (lf_thinkplugin.evaluation.metrics)
-and prints a table per mode, the baseline (same prompt ids, other weights) side by side. Exit 0 when
-it ran; 2 on bad input or an engine that is not available.
+and prints a table per mode, the baseline (same prompt ids, other weights) side by side. Template settings
+(`--template-kwargs`, checked against what the chat template reads) go to every prompt; `--sweep` runs the
+prompts once per value of one setting and reports reasoning length per value (sweep.py). Progress goes to
+stderr after each batch. Exit 0 when it ran; 2 on bad input or an engine that is not available.
 """
 
 from __future__ import annotations
@@ -54,8 +56,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", help="model folder to compare with (e.g. the untrained base), same prompts")
     p.add_argument("--data", required=True, help="JSON / JSONL file, or an LF dataset name in --dataset-dir")
     p.add_argument("--dataset-dir", default="data", help="folder of dataset_info.json for an LF dataset name")
-    p.add_argument("--modes", default="think,nothink", help="comma-separated: think, nothink; or data: each prompt in "
-                   "the mode its reference shows (think where it reasons, nothink where it answers directly)")
+    p.add_argument("--modes", help="comma-separated: think, nothink; or data: each prompt in the mode its reference "
+                   "shows (think where it reasons, nothink where it answers directly); default think,nothink (think "
+                   "with --sweep)")
+    p.add_argument("--template-kwargs", help="JSON object of chat template settings for every prompt, e.g. "
+                   "'{\"reasoning_effort\": \"low\"}' (checked against what the template reads)")
+    p.add_argument("--sweep", help="NAME=V1,V2,...: run the prompts once per value of one template setting, e.g. "
+                   "reasoning_effort=low,medium,high; reports reasoning tokens per value and whether they rise")
     p.add_argument("--max-new-tokens", type=int, default=512)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--limit", type=int, help="first N prompts only")
@@ -78,32 +85,50 @@ def _modes(text: str) -> list[str]:
     return modes
 
 
+def _progress(name: str, mode: str, value: str | None, started: float) -> Any:
+    """A line on stderr after each batch: which run, mode and setting, prompts done, seconds."""
+    where = f"{name} {mode}" + (f" {value}" if value is not None else "")
+
+    def report(done: int, total: int) -> None:
+        print(f"[lf_thinkplugin] eval: {where}: {done}/{total} prompts, {time.perf_counter() - started:.1f} s",
+              file=sys.stderr, flush=True)
+
+    return report
+
+
 def run_model(name: str, model_dir: str, adapter: str | None, prompts: Prompter, work: list[tuple[str, list]],
-              args: argparse.Namespace) -> dict[str, Any]:
-    """Generate every (mode, sample) of `work` (see `plan`) with one model and classify the outputs."""
+              args: argparse.Namespace, settings: list[tuple[str | None, dict]] | None = None) -> dict[str, Any]:
+    """Generate every (mode, sample) of `work` (see `plan`) with one model, once per (label, template settings) of
+    `settings`, and classify the outputs. `metrics`: the first settings' (the only ones without a sweep);
+    `by_value`: label -> outputs, for a sweep."""
+    settings = settings or [(None, {})]
     started = time.perf_counter()
     model = load_model(model_dir, adapter, args.device) if args.engine == "hf" else load_vllm(model_dir, adapter)
     load_s = time.perf_counter() - started
-    outputs, records, timing = [], [], {}
-    for mode, samples in work:
-        ids = [prompts.ids(s.messages, mode == THINK) for s in samples]
-        t0 = time.perf_counter()
-        if args.engine == "hf":
-            generated = generate_hf(model, prompts.tokenizer, ids, args.max_new_tokens, set(prompts.markup.stop_ids),
-                                    args.batch_size)
-        else:
-            generated = generate_vllm(model, adapter, ids, args.max_new_tokens, set(prompts.markup.stop_ids))
-        seconds = time.perf_counter() - t0
-        for sample, gen in zip(samples, generated):
-            out = classify(gen, prompts.tokenizer, prompts.markup, mode, args.max_new_tokens, sample.reference)
-            outputs.append(out)
-            records.append({"model": name, "prompt": sample.messages[-1]["content"], "reference": sample.reference,
-                            **out.to_dict()})
-        tokens = sum(o.tokens for o in outputs if o.mode == mode)
-        timing[mode] = {"seconds": round(seconds, 3), "generated_tokens": tokens,
-                        "tokens_per_s": round(tokens / seconds, 1) if seconds else None}
+    records, timing, by_value = [], {}, {}
+    for value, kwargs in settings:
+        outputs = by_value.setdefault(value, [])
+        for mode, samples in work:
+            ids = [prompts.ids(s.messages, mode == THINK, kwargs) for s in samples]
+            t0 = time.perf_counter()
+            if args.engine == "hf":
+                generated = generate_hf(model, prompts.tokenizer, ids, args.max_new_tokens, set(prompts.markup.stop_ids),
+                                        args.batch_size, progress=_progress(name, mode, value, t0))
+            else:
+                generated = generate_vllm(model, adapter, ids, args.max_new_tokens, set(prompts.markup.stop_ids))
+            seconds = time.perf_counter() - t0
+            for sample, gen in zip(samples, generated):
+                out = classify(gen, prompts.tokenizer, prompts.markup, mode, args.max_new_tokens, sample.reference)
+                outputs.append(out)
+                records.append({"model": name, "prompt": sample.messages[-1]["content"], "reference": sample.reference,
+                                **({"settings": kwargs} if kwargs else {}), **out.to_dict()})
+            tokens = sum(o.tokens for o in outputs if o.mode == mode)
+            key = mode if value is None else f"{mode} {value}"
+            timing[key] = {"seconds": round(seconds, 3), "generated_tokens": tokens,
+                           "tokens_per_s": round(tokens / seconds, 1) if seconds else None}
+    first = by_value[settings[0][0]]
     return {"model": model_dir, "adapter": adapter, "load_seconds": round(load_s, 3), "timing": timing,
-            "metrics": aggregate(outputs), "_records": records}
+            "metrics": aggregate(first), "_records": records, "_by_value": by_value}
 
 
 def _fmt(value: Any, digits: int = 2) -> str:
@@ -112,6 +137,14 @@ def _fmt(value: Any, digits: int = 2) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
+
+
+NOT_WELL_FORMED_OK = "ok shape, not well-formed"  # status ok, but no end of turn or tags spelled out (chart too)
+
+
+def _ok_not_well_formed(metrics: dict[str, Any]) -> float | None:
+    ok, well = metrics["status"].get("ok"), metrics["well_formed"]
+    return None if ok is None or well is None else max(0.0, ok - well)
 
 
 def render_table(report: dict[str, Any]) -> str:
@@ -129,6 +162,8 @@ def render_table(report: dict[str, Any]) -> str:
         rows.append((label, cells))
 
     row("well-formed", lambda m, _: m["well_formed"])
+    # the `ok` shape counts outputs that never end their turn or spell tags out: shown apart, as the chart does
+    row(f"  {NOT_WELL_FORMED_OK}", lambda m, _: _ok_not_well_formed(m))
     for status in THINK_STATUSES + NOTHINK_STATUSES[1:]:
         row(f"  {status}", lambda m, _, s=status: m["status"].get(s, None) if s in m["status"] else None)
     row("tags spelled out", lambda m, _: m["spelled_out_tags"])
@@ -164,7 +199,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args: argparse.Namespace, stdout: Any) -> int:
     try:
-        modes = _modes(args.modes)
+        from .sweep import SweepError, parse_kwargs, parse_sweep, settings_list
+
+        try:
+            base_settings, sweep = parse_kwargs(args.template_kwargs), parse_sweep(args.sweep)
+        except SweepError as err:
+            raise EvalError(str(err)) from None
+        modes = _modes(args.modes or ("think" if sweep else "think,nothink"))
         if args.chart:
             from .chart import available
 
@@ -186,6 +227,12 @@ def _main(args: argparse.Namespace, stdout: Any) -> int:
         tokenizer = load_tokenizer(tok_dir)
         info = trained_with(args.adapter, args.model)
         prompts = prompter(tokenizer, args.model, info, args.template)
+        if not base_settings and info.settings:  # prompts as trained: the run's settings, unless given here
+            base_settings = dict(info.settings)
+            prompts.notes.append(f"template settings {json.dumps(base_settings)} (the run's chat_template_kwargs)")
+        thinking = modes != [NOTHINK]
+        settings = [(label, prompts.check_settings(kw, thinking, "--sweep" if label is not None else "--template-kwargs")
+                     if kw else {}) for label, kw in settings_list(base_settings, sweep)]
     except EvalError as err:
         print(f"[lf_thinkplugin] eval: error: {err}", file=sys.stderr)
         return 2
@@ -204,15 +251,23 @@ def _main(args: argparse.Namespace, stdout: Any) -> int:
                               "max_new_tokens": args.max_new_tokens, "engine": args.engine, "template": prompts.template,
                               "prompt_opens_think": prompts.markup.prompt_opens_think, "parser": prompts.markup.parser,
                               "parsers": list(PARSERS), "notes": notes}
-    report["model"] = run_model("model", args.model, args.adapter, prompts, work, args)
-    report["baseline"] = run_model("baseline", args.baseline, None, prompts, work, args) if args.baseline else None
+    if base_settings:
+        report["template_kwargs"] = base_settings
+    report["model"] = run_model("model", args.model, args.adapter, prompts, work, args, settings)
+    report["baseline"] = run_model("baseline", args.baseline, None, prompts, work, args, settings) if args.baseline else None
     records = report["model"].pop("_records") + (report["baseline"].pop("_records") if report["baseline"] else [])
+    by_value = {run: report[run].pop("_by_value") for run in ("model", "baseline") if report[run]}
+    if sweep is not None:
+        from .sweep import sweep_report
+
+        report["sweep"] = sweep_report(sweep[0], [label for label, _ in settings], modes, by_value)
     if args.outputs:
         Path(args.outputs).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     if args.chart:
         from .chart import write_chart
+        from .sweep import write_sweep_chart
 
-        write_chart(report, args.chart)
+        write_sweep_chart(report, args.chart) if sweep is not None else write_chart(report, args.chart)
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False), file=stdout)
     else:
@@ -223,7 +278,12 @@ def _main(args: argparse.Namespace, stdout: Any) -> int:
               f"vLLM parser {prompts.markup.parser}")
         for note in notes:
             print(f"note: {note}")
-        print(render_table(report))
+        if sweep is not None:
+            from .sweep import render_sweep
+
+            print(render_sweep(report["sweep"]))
+        else:
+            print(render_table(report))
     return 0
 
 

@@ -35,6 +35,7 @@ class TrainedWith:
     template: str | None = None  # LF template name
     format: Any = None  # ReasoningFormat the run recorded
     source: str = "tokenizer chat template"
+    settings: dict | None = None  # the run's `chat_template_kwargs` (every sample was trained with them)
 
 
 def trained_with(*folders: str | None) -> TrainedWith:
@@ -52,6 +53,8 @@ def trained_with(*folders: str | None) -> TrainedWith:
                 found.template, found.source = record["template"], record["path"]
             if found.format is None and record.get("format") is not None:
                 found.format = record["format"]
+            if found.settings is None and (record.get("template_settings") or {}).get("chat_template_kwargs"):
+                found.settings = record["template_settings"]["chat_template_kwargs"]
         options = Path(folder) / "thinkplugin_args.yaml"
         if options.is_file() and found.template is None:
             block = (yaml.safe_load(options.read_text(encoding="utf-8")) or {}).get("thinkplugin") or {}
@@ -153,11 +156,17 @@ class Prompter:
     notes: list[str] = field(default_factory=list)
     lf_template: Any = None  # LF's Template object: prompts encoded by LF's own training encoder
     format: Any = None  # the ReasoningFormat of the template that renders the prompts
+    _settings: Any = None  # templates.settings.TemplateSettings, probed on first use
 
-    def ids(self, messages: list[dict[str, str]], thinking: bool) -> list[int]:
+    def ids(self, messages: list[dict[str, str]], thinking: bool, settings: dict[str, Any] | None = None) -> list[int]:
+        """`settings`: the chat template's other keyword arguments (checked by `check_settings`)."""
         if self.lf_template is not None:
             system = messages[0]["content"] if messages and messages[0]["role"] == "system" else None
             turns = messages[1:] if system is not None else messages
+            if settings:  # carried as training carries them (templates/settings.py); native reads them
+                from ..templates.settings import embed
+
+                system = embed(system, settings)
             self.lf_template.enable_thinking = thinking
             prompt, _ = self.lf_template.encode_oneturn(self.tokenizer, [*turns, {"role": "assistant", "content": ""}], system)
             return prompt
@@ -175,11 +184,32 @@ class Prompter:
                 last = max(i for i, m in enumerate(messages) if m["role"] == "user")
                 messages[last]["content"] = f"{messages[last]['content']} {flag}"
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
-                                                  chat_template=self.chat_template, **kwargs)
+                                                  chat_template=self.chat_template, **{**(settings or {}), **kwargs})
         return self.tokenizer.encode(text, add_special_tokens=False)
 
     def render(self, messages: list[dict[str, str]], thinking: bool) -> str:
         return self.tokenizer.decode(self.ids(messages, thinking), skip_special_tokens=False)
+
+    def check_settings(self, settings: dict[str, Any], thinking: bool | None, where: str) -> dict[str, Any]:
+        """`settings` checked against the chat template that renders the prompts (EvalError naming the key)."""
+        from ..templates.format import NativeTemplateError
+        from ..templates.settings import SettingsError, TemplateSettings
+
+        if not settings:
+            return {}
+        native = self.lf_template is not None and type(self.lf_template).__name__ == "NativeTemplate"
+        if self.lf_template is not None and not native:
+            raise EvalError(f"{where}: template settings go to the model's own chat template; the LF template "
+                            f"{self.template} renders these prompts (pass --template native, or drop the settings)")
+        try:
+            if self._settings is None:
+                from ..templates.format import learn
+
+                fmt = self.format or learn(self.tokenizer, self.chat_template)
+                self._settings = TemplateSettings(self.tokenizer, fmt, self.chat_template)
+            return self._settings.check(settings, thinking, where)
+        except (SettingsError, NativeTemplateError) as err:
+            raise EvalError(str(err)) from None
 
 
 def stop_ids(model_dir: str, tokenizer: Any) -> set[int]:
@@ -301,8 +331,9 @@ def load_tokenizer(folder: str) -> Any:
 
 
 def generate_hf(model: Any, tokenizer: Any, prompts: Sequence[list[int]], max_new_tokens: int, stops: set[int],
-                batch_size: int = 8) -> list[list[int]]:
-    """Greedy generation, batched with left padding; returns the ids generated after each prompt."""
+                batch_size: int = 8, progress: Any = None) -> list[list[int]]:
+    """Greedy generation, batched with left padding; returns the ids generated after each prompt.
+    `progress(done, total)` is called after each batch (a long eval shows where it is)."""
     import torch
 
     pad = tokenizer.pad_token_id
@@ -317,6 +348,8 @@ def generate_hf(model: Any, tokenizer: Any, prompts: Sequence[list[int]], max_ne
             out = model.generate(input_ids=input_ids, attention_mask=mask, do_sample=False, max_new_tokens=max_new_tokens,
                                  eos_token_id=sorted(stops), pad_token_id=pad, temperature=None, top_p=None, top_k=None)
         outputs += [row[width:].tolist() for row in out]
+        if progress is not None:
+            progress(len(outputs), len(prompts))
     return outputs
 
 

@@ -235,7 +235,7 @@ class NativeTemplate(_OneTurnFromPairs, ReasoningTemplate):
         tools: str | None = None,
         discarding_history_cot: bool = False,  # the template's own history rule applies
     ) -> list[tuple[list[int], list[int]]]:
-        encoded = self._encode_sample(self.encoder(tokenizer), messages, system or self.default_system or None, tools)
+        encoded = self._encode_sample(self.encoder(tokenizer), messages, system, tools)
         last = max((i for i, m in enumerate(messages) if m["role"] in (Role.ASSISTANT, Role.FUNCTION)), default=-1)
         for index, why in encoded.untrained:
             if index == last:  # an earlier turn left as context is the template's history rule, by design
@@ -249,9 +249,11 @@ class NativeTemplate(_OneTurnFromPairs, ReasoningTemplate):
 
         from ..data.sample_errors import DATA_FIX, TEMPLATE_FIX, SampleError
         from .native import NativeTemplateError
+        from .settings import extract
 
+        settings, system = extract(system)  # the sample's template settings ride in `_system` (settings.py)
         try:
-            return encoder.encode(messages, system, tools, self.enable_thinking)
+            return encoder.encode(messages, system or self.default_system or None, tools, self.enable_thinking, settings)
         except NativeTemplateError as err:  # the sample's data: a function_call or tools value that is not JSON, ...
             raise SampleError(str(err), DATA_FIX, messages, system, tools) from None
         except TemplateError as err:  # the chat template's own `raise_exception(...)`, or a key it requires

@@ -191,7 +191,7 @@ class NativeEncoder:
         return body[len(tail):]
 
     def encode(self, lf_messages: Sequence[dict], system: Optional[str] = None, tools: Any = None,
-               enable_thinking: Optional[bool] = True) -> Encoded:
+               enable_thinking: Optional[bool] = True, settings: Optional[dict[str, Any]] = None) -> Encoded:
         """The conversation's ids and trained spans (the module docstring says which turns train and how).
 
         Cost: the renders of the whole conversation and of the last turn's prompt, one tokenization of the
@@ -199,9 +199,10 @@ class NativeEncoder:
         that may train, the two renders of its own check; an earlier turn whose reasoning is absent from the
         text it would have to sit in needs none. Linear in the turns where few earlier turns train (history
         reasoning dropped: only the turns after the last user message); a render per trained turn otherwise.
+        `settings`: the template's other keyword arguments (templates/settings.py, checked there), the switch's last.
         """
         thinking = self.thinking(lf_messages, enable_thinking)
-        kw = self.kwargs(thinking)
+        kw = {**settings, **self.kwargs(thinking)} if settings else self.kwargs(thinking)
         tool_list = _tools(tools)
         messages = to_messages(lf_messages, system, self.format, thinking)
         offset = len(messages) - len(lf_messages)  # the system message
