@@ -137,9 +137,16 @@ MATRIX = [(f, m) for f in FAMILIES if f.template == "native" for m in (True, Fal
     [(f, None) for f in FAMILIES if f.template != "native"]
 
 
-@pytest.mark.parametrize(("family", "enable_thinking"), MATRIX,
-                         ids=lambda v: v.name if isinstance(v, Family) else {True: "on", False: "off", None: "null"}[v])
-@pytest.mark.parametrize("stage", ["dpo", "rm"])
+# DPO's workflow tokenizes through LF's `stage="rm"` data path, so RM's pairs are DPO's by construction: RM runs
+# once per family through its own workflow (`stage: rm`), in the mode that mixes
+PAIR_RUNS = [("dpo", f, m) for f, m in MATRIX] + [("rm", f, None) for f in FAMILIES if f.template == "native"]
+
+
+MODE_ID = {True: "on", False: "off", None: "null"}
+
+
+@pytest.mark.parametrize(("stage", "family", "enable_thinking"), PAIR_RUNS,
+                         ids=[f"{s}-{f.name}-{MODE_ID[m]}" for s, f, m in PAIR_RUNS])
 def test_pairs_share_one_prompt_in_one_mode(stage, family, enable_thinking, data, tiny, tmp_path):
     folder = require_fixture(family.fixture)
     ids = ids_of(folder)
@@ -155,7 +162,7 @@ def test_pairs_share_one_prompt_in_one_mode(stage, family, enable_thinking, data
             assert row[f"{name}_labels"] == [IGNORE] * len(prompt) + response, (question, name)
 
 
-@pytest.mark.parametrize("enable_thinking", [True, False, None], ids=["on", "off", "null"])
+@pytest.mark.parametrize("enable_thinking", list(MODE_ID), ids=list(MODE_ID.values()))
 @pytest.mark.parametrize("family", [f for f in FAMILIES if f.template == "native"], ids=lambda f: f.name)
 def test_kto_sample_and_its_kl_response_share_one_prompt(family, enable_thinking, data, tiny, tmp_path):
     folder = require_fixture(family.fixture)

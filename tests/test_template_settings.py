@@ -20,7 +20,7 @@ import pytest
 from conftest import require_fixture
 from lfrun import train
 from oracle import IGNORE, label_runs
-from test_native import FAMILIES, load, trainable_dir
+from native_families import FAMILIES, load, trainable_dir
 
 EFFORT_QUESTIONS = [("What is 17 * 3?", "17 * 3 = 51.", "51."), ("Name a prime above 10.", "11 has no divisors.", "11."),
                     ("Capital of France?", "France's capital is Paris.", "Paris."), ("2 + 2?", "Add them.", "4.")]
