@@ -26,6 +26,18 @@ def require_fixture(name: str) -> Path:
     return folder
 
 
+def require_multimodal() -> Path:
+    """The fixtures' multimodal/ folder (Qwen3-VL processor files, tiny config, templates); skip with the reason when
+    absent (fail under CI=true)."""
+    folder = fixtures_dir() / "multimodal"
+    if not (folder / "tiny-qwen3-vl" / "config.json").is_file():
+        reason = f"multimodal fixtures not found under {fixtures_dir()} (set LF_THINKPLUGIN_FIXTURES)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + "; CI always has ../shared/fixtures/tokenizers")
+        pytest.skip(reason)
+    return folder
+
+
 def require_deepspeed() -> None:
     """Skip with the reason when DeepSpeed is not importable (fail under CI=true, whose setup installs it)."""
     try:

@@ -81,6 +81,12 @@ class RunContext:
             lf_args["template"] = opts.template
         if opts.expand_turns:
             lf_args["mask_history"] = True  # each expanded sample trains its last turn only
+        if lf_args.get("template") == "native":  # a multimodal model: media seen as its processor serves them
+            from ..templates.media import follow_served_limits
+
+            for line in follow_served_limits(lf_args, ctx.model_dir):
+                if rank0():
+                    print(f"[lf_thinkplugin] media: {line}", flush=True)
         if opts.chat_template_kwargs is not None:  # checked against the template before anything loads
             ctx.run_settings = ctx.checked_settings(opts.chat_template_kwargs, f"{BLOCK}.chat_template_kwargs")
         spec = opts.eval_think

@@ -17,10 +17,12 @@ from typing import Any, Optional
 
 from ..options import OptionsError
 
-# what the plugin reads: tokenizer, chat template, config (model_type, tie_word_embeddings), generation EOS
+# what the plugin reads: tokenizer, chat template, config (model_type, tie_word_embeddings), generation EOS,
+# a multimodal model's processor files (its class and pixel limits: templates/media.py)
 FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "merges.txt",
          "special_tokens_map.json", "added_tokens.json", "chat_template.jinja", "chat_template.json",
-         "config.json", "generation_config.json", "*.tiktoken")
+         "config.json", "generation_config.json", "*.tiktoken", "preprocessor_config.json",
+         "video_preprocessor_config.json", "processor_config.json")
 
 
 class ModelNotFound(OptionsError):

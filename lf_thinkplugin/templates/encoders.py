@@ -217,6 +217,11 @@ class NativeTemplate(_OneTurnFromPairs, ReasoningTemplate):
         markup = self.encoder(tokenizer).format.markup
         if markup:
             self.thought_words = markup
+        from .media import media_plugin
+
+        plugin = media_plugin(str(getattr(tokenizer, "name_or_path", "")))
+        if plugin is not None:  # a multimodal model: LF's plugin for its processor expands the media (media.py)
+            self.mm_plugin = plugin
 
     @override
     def fix_jinja_template(self, tokenizer: PreTrainedTokenizer) -> None:
