@@ -294,3 +294,28 @@ def test_dpo_pairs_carry_each_samples_effort(tmp_path_factory: pytest.TempPathFa
         assert row["chosen_input_ids"] == tok.encode(chosen, add_special_tokens=False)
         assert row["rejected_input_ids"][: len(prompt_ids)] == prompt_ids
         assert f"Reasoning: {effort}" in tok.decode(row["rejected_input_ids"][: len(prompt_ids)])
+
+
+# --- the doctor's parity under the run's settings --------------------------------------------------------------------
+def test_doctor_parity_with_template_kwargs(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from lfrun import lf_think
+
+    from lf_thinkplugin.templates.parity import Scanner
+    from lf_thinkplugin.templates.probes import SCAN_PROBES
+
+    model = trainable_dir(fam("gpt-oss"), tmp_path_factory.getbasetemp())
+    tok = load(model)
+    low = Scanner(tok, True, probes=SCAN_PROBES, settings={"reasoning_effort": "low"})
+    result = low.check("native")
+    assert result.ok and result.passed == result.total, [r for r in result.probes if not r.ok]
+    # the reference side rendered the effort (so native's ids, equal to it, carried the same setting)
+    first = low._native.turns(SCAN_PROBES[0])[0]
+    assert "Reasoning: low" in first.prompt_text and "Reasoning: medium" not in first.prompt_text
+
+    proc = lf_think(["doctor", "--model", str(model), "--template", "native", "--template-kwargs", '{"reasoning_effort": "high"}'],
+                    timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "probes with `native`" in proc.stdout
+    proc = lf_think(["doctor", "--model", str(model), "--template-kwargs", '{"reasoning_efort": "high"}'], timeout=600)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "Did you mean `--template-kwargs.reasoning_effort`?" in proc.stderr
