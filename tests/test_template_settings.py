@@ -201,6 +201,9 @@ REFUSALS = [
      ["dataset `convs`", "`settings.clear_thinking` = 'no' is ignored by the model's chat template"]),
     ("qwen3.6", {"template": None, "chat_template_kwargs": {"preserve_thinking": True}}, None, {"template": "qwen3"},
      ["only `template: native` renders with", "this run's template: qwen3"]),
+    ("seed-oss", {"chat_template_kwargs": {"thinking_budget": 0}}, None, {"enable_thinking": True},
+     ["`thinkplugin.chat_template_kwargs.thinking_budget` = 0 turns thinking off",
+      "contradicts LF's `enable_thinking: true`"]),
     ("gpt-oss", {"eval_think": {"every": 1, "data": "convs", "sweep": {"reasoning_efort": ["low", "high"]}}}, None, {},
      ["unknown template setting `thinkplugin.eval_think.sweep.reasoning_efort`",
       "Did you mean `thinkplugin.eval_think.sweep.reasoning_effort`?"]),
@@ -291,3 +294,28 @@ def test_dpo_pairs_carry_each_samples_effort(tmp_path_factory: pytest.TempPathFa
         assert row["chosen_input_ids"] == tok.encode(chosen, add_special_tokens=False)
         assert row["rejected_input_ids"][: len(prompt_ids)] == prompt_ids
         assert f"Reasoning: {effort}" in tok.decode(row["rejected_input_ids"][: len(prompt_ids)])
+
+
+# --- the doctor's parity under the run's settings --------------------------------------------------------------------
+def test_doctor_parity_with_template_kwargs(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from lfrun import lf_think
+
+    from lf_thinkplugin.templates.parity import Scanner
+    from lf_thinkplugin.templates.probes import SCAN_PROBES
+
+    model = trainable_dir(fam("gpt-oss"), tmp_path_factory.getbasetemp())
+    tok = load(model)
+    low = Scanner(tok, True, probes=SCAN_PROBES, settings={"reasoning_effort": "low"})
+    result = low.check("native")
+    assert result.ok and result.passed == result.total, [r for r in result.probes if not r.ok]
+    # the reference side rendered the effort (so native's ids, equal to it, carried the same setting)
+    first = low._native.turns(SCAN_PROBES[0])[0]
+    assert "Reasoning: low" in first.prompt_text and "Reasoning: medium" not in first.prompt_text
+
+    proc = lf_think(["doctor", "--model", str(model), "--template", "native", "--template-kwargs", '{"reasoning_effort": "high"}'],
+                    timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "probes with `native`" in proc.stdout
+    proc = lf_think(["doctor", "--model", str(model), "--template-kwargs", '{"reasoning_efort": "high"}'], timeout=600)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "Did you mean `--template-kwargs.reasoning_effort`?" in proc.stderr

@@ -186,14 +186,17 @@ class RunContext:
             carried = carry(dataset, raw, column, self.run_settings, name)
         except SettingsError as err:
             raise OptionsError(str(err)) from None
+        training = name not in [e.strip() for e in str(self.lf_args.get("eval_dataset") or "").split(",")]
         for key, count in distinct(carried).items():  # each distinct mix once, before anything is tokenized
             try:
                 self.checked_settings(json.loads(key), where)
             except OptionsError as err:
                 raise OptionsError(f"dataset `{name}` (dataset_info.json `columns.chat_template_kwargs: {column}`, "
                                    f"{count} samples with {key}): {err}") from None
-            self.settings_mix[key] = self.settings_mix.get(key, 0) + count
-        self._carried.append((name, carried))
+            if training:  # the record's and check's mix: the training data's
+                self.settings_mix[key] = self.settings_mix.get(key, 0) + count
+        if training:
+            self._carried.append((name, carried))
         return carried
 
     def settings_record(self) -> Optional[dict[str, Any]]:

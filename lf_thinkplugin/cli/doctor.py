@@ -1,6 +1,7 @@
 """`lf-think doctor`: the doctor's diagnosis (templates/diagnose.py) on the command line.
 
-    lf-think doctor --model PATH_OR_HUB_ID [--template NAME] [--enable-thinking true|false|auto] [--mask-history] [--json]
+    lf-think doctor --model PATH_OR_HUB_ID [--template NAME] [--enable-thinking true|false|auto] [--mask-history]
+                    [--template-kwargs JSON] [--json]
     lf-think doctor --table --model PATH [--model PATH ...]     markdown parity table (docs/templates.md)
     lf-think doctor --families FIXTURES_DIR                     family table of `template: native` (docs/templates.md)
 
@@ -57,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
         help="LF's enable_thinking for the run: true (default), false, or auto (LF's null: per sample)",
     )  # fmt: skip
     parser.add_argument("--mask-history", action="store_true", help="LF's mask_history: true (train the last turn only)")
+    parser.add_argument("--template-kwargs", help="JSON object of chat template settings of the run (e.g. "
+                        "'{\"reasoning_effort\": \"low\"}'): parity with the template rendered with them")
     parser.add_argument("--json", action="store_true", help="machine-readable report")
     parser.add_argument("--table", action="store_true", help="markdown parity table for docs/templates.md")
     parser.add_argument("--families", metavar="DIR", help="family table of `template: native` for a fixtures folder "
@@ -83,7 +86,15 @@ def main(argv: list[str] | None = None) -> int:
         print("lf-think doctor: several --model need --table", file=sys.stderr)
         return 2
     try:
-        reports = [diagnose(path, args.template, mode, args.mask_history) for path in args.model]
+        settings = None
+        if args.template_kwargs:
+            from ..evaluation.sweep import SweepError, parse_kwargs
+
+            try:
+                settings = parse_kwargs(args.template_kwargs)
+            except SweepError as err:
+                raise DoctorError(str(err)) from None
+        reports = [diagnose(path, args.template, mode, args.mask_history, settings) for path in args.model]
     except DoctorError as err:
         print(f"lf-think doctor: {err}", file=sys.stderr)
         return 2

@@ -44,8 +44,10 @@ def settings_section(template_settings: Optional[dict[str, Any]]) -> str:
               "`/v1/chat/completions` (OpenAI client: `extra_body={\"chat_template_kwargs\": ...}`).",
               "- transformers: `tokenizer.apply_chat_template(messages, add_generation_prompt=True, "
               + ", ".join(f"{k}={json.dumps(v)}" for k, v in json.loads(example).items()) + ")`.",
-              "- Ollama and LMDeploy's JSON chat-template config render their own template text: a setting cannot be "
-              "passed per request there; serve through the model's own Jinja (`chat_template.jinja`) where it must vary."]
+              "- Ollama: a request's `think` carries on / off (and low / medium / high where the model's Ollama "
+              "template takes a think level, as Ollama's own gpt-oss template does); other settings have no request field and would "
+              "have to be written into the TEMPLATE. LMDeploy's JSON chat-template config (`lmdeploy_chat_template.json`) "
+              "has no field for them. Serve through the model's own Jinja (`chat_template.jinja`) where a setting must vary."]
     if run:
         lines += ["", f"The run passed `{json.dumps(run)}` to every sample (`thinkplugin.chat_template_kwargs`): serve "
                   "with the same defaults (vLLM `--default-chat-template-kwargs`) to prompt the model as it was trained."]

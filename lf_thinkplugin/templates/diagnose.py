@@ -262,11 +262,13 @@ def check_end_of_turn(model_path: str, tokenizer: Any, scanner: Any, detail: Any
 
 
 def diagnose(
-    model_path: str, template: str | None = None, enable_thinking: bool | None = True, mask_history: bool = False
+    model_path: str, template: str | None = None, enable_thinking: bool | None = True, mask_history: bool = False,
+    settings: dict | None = None,
 ) -> Report:
     """Load the tokenizer, scan every registered template, check the chosen (or given) one in full.
 
-    enable_thinking / mask_history: LF's data arguments of the run (they change how LF's templates encode)."""
+    enable_thinking / mask_history: LF's data arguments of the run (they change how LF's templates encode);
+    settings: the chat template's other keyword arguments (checked against what it reads: DoctorError)."""
     from llamafactory.data.template import TEMPLATES
 
     from . import register_templates
@@ -280,7 +282,15 @@ def diagnose(
     tokenizer, findings = load_tokenizer(folder)
     from .probes import SCAN_PROBES
 
-    scanner = Scanner(tokenizer, enable_thinking, probes=SCAN_PROBES, mask_history=mask_history)
+    if settings:
+        from .format import NativeTemplateError, learn
+        from .settings import SettingsError, TemplateSettings
+
+        try:
+            settings = TemplateSettings(tokenizer, learn(tokenizer)).check(settings, enable_thinking, "--template-kwargs")
+        except (SettingsError, NativeTemplateError) as err:
+            raise DoctorError(str(err)) from None
+    scanner = Scanner(tokenizer, enable_thinking, probes=SCAN_PROBES, mask_history=mask_history, settings=settings)
     report = Report(model_path, type(tokenizer).__name__, enable_thinking, findings=findings, requested=template,
                     folder=folder, scanner=scanner)
     report.scan = scanner.scan()

@@ -215,17 +215,19 @@ def _has_tags(content: str) -> bool:
 class OfficialReference:
     """What the tokenizer's own chat template renders for each probe (cached per probe)."""
 
-    def __init__(self, tokenizer: Any, enable_thinking: bool | None = True) -> None:
+    def __init__(self, tokenizer: Any, enable_thinking: bool | None = True, settings: dict | None = None) -> None:
         self.tokenizer = tokenizer
         self.enable_thinking = enable_thinking
+        self.settings = settings or {}  # the template's other keyword arguments (templates/settings.py)
         self._cache: dict[str, list[Expected]] = {}
         self._native: NativeReference | None = None
 
     def _render(self, conversation: list[dict[str, str]], generation: bool, thinking: bool) -> tuple[str, list[int]]:
         tok = self.tokenizer
-        text = tok.apply_chat_template(conversation, tokenize=False, add_generation_prompt=generation, enable_thinking=thinking)
+        kw = {**self.settings, "enable_thinking": thinking}
+        text = tok.apply_chat_template(conversation, tokenize=False, add_generation_prompt=generation, **kw)
         ids = tok.apply_chat_template(
-            conversation, tokenize=True, return_dict=True, add_generation_prompt=generation, enable_thinking=thinking
+            conversation, tokenize=True, return_dict=True, add_generation_prompt=generation, **kw
         )["input_ids"]
         return text, list(ids)
 
@@ -257,7 +259,7 @@ class OfficialReference:
     def _tool_turns(self, probe: Probe) -> list[Expected]:
         """Tool-call probes: the conversation as the template's own messages (tool_calls, tool role, tools)."""
         if self._native is None:
-            self._native = NativeReference(self.tokenizer, self.enable_thinking)
+            self._native = NativeReference(self.tokenizer, self.enable_thinking, self.settings)
         return self._native.turns(probe)
 
 
@@ -269,11 +271,12 @@ class NativeReference:
     render the turn's reasoning (native.py). A trained span must match the expectation of some turn.
     """
 
-    def __init__(self, tokenizer: Any, enable_thinking: bool | None = True) -> None:
+    def __init__(self, tokenizer: Any, enable_thinking: bool | None = True, settings: dict | None = None) -> None:
         from .native import NativeEncoder
 
         self.tokenizer = tokenizer
         self.enable_thinking = enable_thinking
+        self.settings = settings or {}
         self.encoder = NativeEncoder(tokenizer)
         self._cache: dict[str, list[Expected]] = {}
 
@@ -292,7 +295,7 @@ class NativeReference:
         tools = _tools(probe.tools)
         lf = [dict(m) for m in probe.messages]
         thinking = enc.thinking(lf, self.enable_thinking)
-        kw = enc.kwargs(thinking)
+        kw = {**self.settings, **enc.kwargs(thinking)}
         messages = to_messages(lf, probe.system, enc.format, thinking)
         offset = len(messages) - len(lf)
         expected = []
@@ -356,12 +359,14 @@ def expected_generation(prompt_text: str, full_text: str, content: str) -> str |
 class Encoder:
     """LF's SFT encoding of probes with one registered template, on a view of the tokenizer."""
 
-    def __init__(self, name: str, view: TokenizerView, enable_thinking: bool | None, mask_history: bool = False) -> None:
+    def __init__(self, name: str, view: TokenizerView, enable_thinking: bool | None, mask_history: bool = False,
+                 settings: dict | None = None) -> None:
         from llamafactory.data.processor import SupervisedDatasetProcessor
         from llamafactory.data.template import TEMPLATES, ReasoningTemplate
         from llamafactory.hparams import DataArguments
 
         self.view = view
+        self.settings = settings if name == "native" else None  # only native reads them (carried in `_system`)
         template = copy.deepcopy(TEMPLATES[name])  # LF's registered objects stay untouched
         if isinstance(template, ReasoningTemplate):  # what get_template_and_fix_tokenizer sets from data_args
             template.enable_thinking = enable_thinking
@@ -372,11 +377,13 @@ class Encoder:
         self.processor = SupervisedDatasetProcessor(template=template, tokenizer=self.view, processor=None, data_args=data_args)
 
     def encode(self, probe: Probe) -> tuple[list[int], list[int]]:
+        from .settings import embed
+
         messages = [dict(m) for m in probe.messages]
         batch = {
             "_prompt": [messages[:-1]],
             "_response": [messages[-1:]],
-            "_system": [probe.system or ""],
+            "_system": [embed(probe.system, self.settings) if self.settings else probe.system or ""],
             "_tools": [probe.tools or ""],
             "_images": [None],
             "_videos": [None],
@@ -492,12 +499,14 @@ class Scanner:
         probes: Sequence[Probe] = PROBES,
         mask_history: bool = False,
         facts: tuple[dict[str, int], set[str], int] | None = None,
+        settings: dict | None = None,
     ) -> None:
         self.tokenizer = tokenizer
+        self.settings = settings or {}  # template settings of the run (templates/settings.py), checked by the caller
         self.enable_thinking = enable_thinking  # LF's data arguments of the run the scan stands for
         self.mask_history = mask_history
         self.probes = tuple(probes)
-        self.official = OfficialReference(tokenizer, enable_thinking)
+        self.official = OfficialReference(tokenizer, enable_thinking, self.settings)
         self._native: NativeReference | None = None
         # vocabulary, added tokens, len(tokenizer): about 0.1 s on a 150k vocabulary under transformers 5,
         # so scanners over the same vocabulary (a copy with another chat_template) share them
@@ -513,7 +522,7 @@ class Scanner:
         results: list[ProbeResult] = []
         with quiet_lf():
             try:
-                encoder = Encoder(name, self.view(), self.enable_thinking, self.mask_history)
+                encoder = Encoder(name, self.view(), self.enable_thinking, self.mask_history, self.settings)
             except Exception as err:  # noqa: BLE001  (any of LF's templates may fail on a foreign tokenizer: no parity)
                 results.append(ProbeResult(self.probes[0].name, False, 0, error=f"LF cannot set up the template: {err}"))
                 return TemplateResult(name, name in NAMES, results, len(self.probes))
@@ -522,7 +531,7 @@ class Scanner:
                     input_ids, labels = encoder.encode(probe)
                     if name == "native":
                         if self._native is None:
-                            self._native = NativeReference(self.tokenizer, self.enable_thinking)
+                            self._native = NativeReference(self.tokenizer, self.enable_thinking, self.settings)
                         result = compare_any(encoder.view, probe, self._native.turns(probe), input_ids, labels,
                                              encoder.template.encoder(encoder.view).stop_ids)
                     else:

@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .format import MARK_A, MARK_Q, MARK_R, ReasoningFormat, _names, render, template_text
+from .format import MARK_A, MARK_Q, MARK_R, ReasoningFormat, _closed_block_at_end, _names, render, template_text
 
 CARRIER = "\ue000"  # private-use character: never part of real text
 COLUMN = "chat_template_kwargs"  # the dataset_info.json `columns` key that names a per-sample settings column
@@ -204,8 +204,19 @@ class TemplateSettings:
                 + "; drop the setting, or change `enable_thinking`")
 
     def _check_contradiction(self, key: str, name: str, value: Any, enable_thinking: Optional[bool]) -> None:
-        """A setting that switches thinking itself (the prompt of the other mode) against LF's `enable_thinking`."""
-        if self.fmt.switch is None:
+        """A setting that switches thinking itself against LF's `enable_thinking`: the generation prompt becomes the
+        other mode's, or (with or without a switch) ends in a closed reasoning block that it did not end in
+        (Seed-OSS `thinking_budget: 0`)."""
+        fmt = self.fmt
+        prompt = self.renders({name: value}, enable_thinking is not False)[0]
+        plain = self.renders({}, enable_thinking is not False)[0]
+        if enable_thinking is not False and _closed_block_at_end(prompt, fmt.opener, fmt.closer) \
+                and not _closed_block_at_end(plain, fmt.opener, fmt.closer):
+            raise SettingsError(f"`{key}` = {value!r} turns thinking off (the generation prompt ends in a closed "
+                                f"reasoning block: {prompt[-60:]!r}), which contradicts LF's `enable_thinking: "
+                                f"{'null' if enable_thinking is None else 'true'}`; drop the setting, or set "
+                                "`enable_thinking: false`")
+        if fmt.switch is None:
             return
         on, off = self.renders({}, True)[0], self.renders({}, False)[0]
         if on == off:
