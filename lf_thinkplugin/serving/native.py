@@ -57,6 +57,8 @@ def stop_strings(tokenizer: Any, fmt: Any) -> list[str]:
     """The end-of-turn tag the template writes, the EOS, and generation_config.json's eos ids."""
     ids = [tokenizer.eos_token_id, *_generation_stop_ids(tokenizer)]
     texts = [fmt.end_of_turn] + [tokenizer.convert_ids_to_tokens(i) for i in ids if i is not None]
+    if (fmt.opener or "").startswith("<|channel|>"):  # harmony: a tool-call turn ends with `<|call|>`, not `<|return|>`
+        texts.append("<|call|>")
     return [t for t in dict.fromkeys(texts) if t]
 
 
@@ -116,6 +118,7 @@ def build_native(tokenizer: Any, jinja: str, enable_thinking: Optional[bool], ji
             report.limits.append("no tool-call parser for the template's tool-call markup: calls stay in the content")
     lmdeploy = EngineReport("LMDeploy", "`--chat-template hf`: its HFChatTemplate renders chat_template.jinja", jinja_parity)
     if "<|channel|>" in jinja:
+        lmdeploy.parity = "differs on every request without tools (below)"
         lmdeploy.limits.append("gpt-oss: HFChatTemplate deletes `commentary, ` from the system prompt of a request "
                                "without tools (lmdeploy/model.py), a prompt the model was not trained on")
     reports.append(lmdeploy)
