@@ -331,3 +331,20 @@ def test_after_training_callback_writes_the_same_native_bundle_as_export(bundles
         (again / name).unlink()
     assert export("--out", str(again)) == 0
     assert {name: (again / name).read_text(encoding="utf-8") for name in written} == written
+
+
+def test_a_template_the_pieces_cannot_describe_gets_no_modelfile_and_says_why(tmp_path, capsys):
+    """A chat template that writes each message twice: vLLM / LMDeploy still serve the Jinja; no Modelfile, and
+    SERVING.md names the reason instead of serving a near-miss."""
+    folder = model_dir(QWEN3, tmp_path / "twice")
+    config_file = folder / "tokenizer_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["chat_template"] = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}\n{{ m.content }}<|im_end|>\n"
+                               "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    config_file.write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
+    code = export("--template", "native", "--tokenizer", str(folder), "--out", str(folder))
+    assert code in (0, 1) and "Traceback" not in capsys.readouterr().err
+    assert not (folder / "Modelfile").exists() and (folder / "chat_template.jinja").is_file()
+    serving = (folder / "SERVING.md").read_text(encoding="utf-8")
+    assert "No Modelfile: an Ollama TEMPLATE cannot express this chat template." in serving
+    assert "an Ollama TEMPLATE cannot express it: the user message is not rendered once as sent" in serving

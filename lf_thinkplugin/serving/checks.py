@@ -54,7 +54,10 @@ def trained_turns(encoder: Any, enable_thinking: Optional[bool], probes: Sequenc
     out = []
     for probe in probes:
         lf = [dict(m) for m in probe.messages]
-        encoded = encoder.encode(lf, probe.system, probe.tools, enable_thinking)
+        try:
+            encoded = encoder.encode(lf, probe.system, probe.tools, enable_thinking)
+        except Exception:  # noqa: BLE001  (a template that raises on a probe shape trains none of it: nothing to serve)
+            continue
         untrained = {i for i, _ in encoded.untrained}
         responses = [i for i, m in enumerate(lf) if m["role"] in ("assistant", "function") and i not in untrained]
         thinking = encoder.thinking(lf, enable_thinking)

@@ -142,8 +142,12 @@ def build_native(tokenizer: Any, jinja: str, enable_thinking: Optional[bool], ji
         if slots.tools_error:
             ollama.limits.append(f"tool definitions and calls: {slots.tools_error}")
         ollama.limits += [f for f in result.failures if "tools:" not in f]
-        files["Modelfile.template" if builtin is not None and builtin.renderer else "Modelfile"] = \
-            modelfile("the chat template", slots, parser, stops, keep_bos, num_ctx)
+        try:
+            files["Modelfile.template" if builtin is not None and builtin.renderer else "Modelfile"] = \
+                modelfile("the chat template", slots, parser, stops, keep_bos, num_ctx)
+        except ValueError as err:  # `"""` in the template text: a Modelfile cannot quote it
+            ollama.how, ollama.parity = "not written", "-"
+            ollama.limits.insert(0, str(err))
     else:
         ollama.limits.append(f"an Ollama TEMPLATE cannot express it: {slots_error}")
     if builtin is not None and builtin.renderer:  # Ollama's own renderer replaces any TEMPLATE (server/prompt.go)

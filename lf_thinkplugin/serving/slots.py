@@ -108,6 +108,15 @@ class _Learner:
 
 def learn_slots(tokenizer: Any, chat_template: str, fmt: Any) -> Slots:
     """The pieces of `chat_template` (reasoning format `fmt`); SlotsError where they do not describe it."""
+    try:
+        return _learn(tokenizer, chat_template, fmt)
+    except SlotsError:
+        raise
+    except ValueError as err:  # a marker not where the pieces put it (`str.index`): the pieces do not fit
+        raise SlotsError(f"the chat template does not write its messages as fixed text around them ({err})") from None
+
+
+def _learn(tokenizer: Any, chat_template: str, fmt: Any) -> Slots:
     if fmt.switch is not None and fmt.switch.kind != "kwarg":
         raise SlotsError(f"the thinking switch is {fmt.switch.describe()}: Ollama has no field for text in a message")
     p = _Learner(tokenizer, chat_template, fmt)
@@ -175,7 +184,7 @@ def learn_slots(tokenizer: Any, chat_template: str, fmt: Any) -> Slots:
     slots = Slots(bos, heads, "", trans, answer, {}, switch, default_on, markup=fmt.markup)
     try:
         return _with_tools(p, slots, fmt, think, today)
-    except SlotsError as err:
+    except ValueError as err:  # SlotsError, or a marker not where the tool pieces put it
         from dataclasses import replace
 
         return replace(slots, tools_error=str(err))
