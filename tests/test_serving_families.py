@@ -72,6 +72,10 @@ def test_table_is_spliced_between_its_markers(tmp_path, capsys):
     assert doc.read_text(encoding="utf-8") == f"intro\n{BEGIN}\n{table}\n{END}\nafter\n"
     assert main(["--table", str(tmp_path)]) == 2  # not a fixtures folder: exit 2, the reason on stderr
     assert "not a fixtures folder" in capsys.readouterr().err
+    (tmp_path / "chat_templates").mkdir()
+    assert main(["--table", str(tmp_path), "--write", str(tmp_path / "missing.md")]) == 2
+    assert "--write" in capsys.readouterr().err and not (tmp_path / "missing.md").exists()
+    assert main([]) == 2 and "name --out" in capsys.readouterr().err  # neither --out nor --table
 
 
 def test_docs_table_is_the_generated_one():
