@@ -238,6 +238,8 @@ def lmdeploy_json(slots: Any, fmt: Any, stops: list[str]) -> tuple[Optional[dict
     if len(head) != 1 or len(head_s) != 3 or head_s[1] != SYSTEM:
         return None, ["the head before the first user message is not a fixed string (LMDeploy has no field for it)"]
     prefix = _common_prefix(head[0], head_s[0], None)  # GLM's `[gMASK]<sop>`: written before any message
+    while prefix and not head[0][len(prefix):].startswith("<"):  # whole tags only: Qwen's `<|im_start|>` opens both roles
+        prefix = prefix[: prefix.rfind("<")] if "<" in prefix else ""
     user, sys_pre = head[0][len(prefix):], head_s[0][len(prefix):]
     if not head_s[2].endswith(user):
         return None, ["the system block is not followed by the user prefix"]
@@ -262,6 +264,6 @@ def lmdeploy_json(slots: Any, fmt: Any, stops: list[str]) -> tuple[Optional[dict
     if slots.switch:
         limits.append("no thinking switch: the file renders the thinking-on generation prompt")
     if gen != hist:
-        limits.append(f"multi-turn conversations: an earlier answer follows {hist[len(eoh):]!r} in the chat template, "
-                      f"the JSON's assistant prefix {assistant!r} (the generation prompt's) in LMDeploy")
+        limits.append(f"multi-turn conversations: the JSON opens earlier answers with the generation prompt's "
+                      f"{assistant!r} too, where the chat template writes {hist[len(eoh):]!r}")
     return config, limits
