@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Optional engines for the integration tests:
 # - LMDeploy's own chat-template classes (CPU, --no-deps plus what its template module imports) and
-#   Go, whose text/template renders Ollama Modelfile TEMPLATEs (serving parity, tests/test_export.py);
+#   Go, whose text/template renders Ollama Modelfile TEMPLATEs (serving parity: tests/test_export.py,
+#   tests/test_serving_native.py, tests/test_serving_families.py; the LMDeploy column of the docs/serving.md
+#   table, `lf-think export --table`);
 # - DeepSpeed, whose CPU accelerator runs ZeRO-3 on two gloo ranks (tests/test_token_init_zero3.py).
 #   Its sdist builds against the venv's torch, hence --no-build-isolation (and wheel for bdist_wheel).
 # Without them those tests skip with a reason. .ci/run installs all three so CI runs them: under

@@ -72,6 +72,10 @@ def test_table_is_spliced_between_its_markers(tmp_path, capsys):
     assert doc.read_text(encoding="utf-8") == f"intro\n{BEGIN}\n{table}\n{END}\nafter\n"
     assert main(["--table", str(tmp_path)]) == 2  # not a fixtures folder: exit 2, the reason on stderr
     assert "not a fixtures folder" in capsys.readouterr().err
+    (tmp_path / "chat_templates").mkdir()
+    assert main(["--table", str(tmp_path), "--write", str(tmp_path / "missing.md")]) == 2
+    assert "--write" in capsys.readouterr().err and not (tmp_path / "missing.md").exists()
+    assert main([]) == 2 and "name --out" in capsys.readouterr().err  # neither --out nor --table
 
 
 def test_docs_table_is_the_generated_one():
@@ -85,6 +89,7 @@ def test_docs_table_is_the_generated_one():
     table = text.split(BEGIN, 1)[1].split(END, 1)[0].strip().splitlines()
     assert table[0].startswith("| chat template | tokenizer | vLLM: reasoning / tool parser |") and len(table) == 2 + 23
     rows = {line.split(" | ")[0].strip("| `"): line for line in table[2:]}
-    assert "| `--chat-template hf` | on 12/12 · off 12/12 | TEMPLATE + PARSER `qwen3-thinking` | on 12/12 · off 12/12 |" \
-        in rows["Qwen3-0.6B"]
+    assert "| `--chat-template hf`; `default` / `qwen3` | hf on 12/12 · off 12/12; JSON on 7/12 · off 0/12 | " \
+        "TEMPLATE + PARSER `qwen3-thinking` | on 12/12 · off 12/12 |" in rows["Qwen3-0.6B"]
+    assert "| hf on 2/12; no JSON |" in rows["gpt-oss-20b"]  # LMDeploy's rewrite of gpt-oss's system prompt
     assert "| TEMPLATE + PARSER `harmony`;" in rows["gpt-oss-20b"] and rows["gpt-oss-20b"].endswith("| on 10/12 |")

@@ -90,13 +90,18 @@ def test_auto_picks_native_and_the_bundle_names_every_engine(bundles, family):
     assert resolve_template(str(folder)) == "native"  # what `thinkplugin.template: auto` trains with
     files = sorted(p.name for p in folder.iterdir() if p.name in (
         "chat_template.jinja", "Modelfile", "Modelfile.template", "SERVING.md", "lmdeploy_chat_template.json"))
-    expected = ["Modelfile", "SERVING.md", "chat_template.jinja"] + (["Modelfile.template"] if family == "qwen35_standin" else [])
+    expected = ["Modelfile", "SERVING.md", "chat_template.jinja"] + (["Modelfile.template"] if family == "qwen35_standin" else []) \
+        + ([] if family == "gpt_oss" else ["lmdeploy_chat_template.json"])  # gpt-oss's head holds today's date
     assert files == sorted(expected)
     serving = (folder / "SERVING.md").read_text(encoding="utf-8")
     assert VLLM[family] in serving
     assert "python -m sglang.launch_server --model-path MODEL_DIR --chat-template MODEL_DIR/chat_template.jinja " \
         + SGLANG[family] in serving
-    assert "lmdeploy serve api_server MODEL_DIR --chat-template hf --reasoning-parser default" in serving
+    lmdeploy = {"qwen3": " --reasoning-parser default --tool-call-parser qwen3",
+                "r1_distill_qwen": " --reasoning-parser default",  # LMDeploy 0.18 has no DeepSeek-V3 tool parser
+                "gpt_oss": "\n",  # LMDeploy's own gpt-oss response parser, chosen from the architecture
+                "qwen35_standin": " --reasoning-parser default --tool-call-parser qwen3coder"}[family]
+    assert "lmdeploy serve api_server MODEL_DIR --chat-template hf" + lmdeploy in serving
     modelfile = (folder / "Modelfile").read_text(encoding="utf-8")
     stops = {"qwen3": ['"<|im_end|>"'], "qwen35_standin": ['"<|im_end|>"'], "r1_distill_qwen": ['"<｜end▁of▁sentence｜>"'],
              "gpt_oss": ['"<|return|>"']}[family]
@@ -221,6 +226,41 @@ def test_lmdeploy_hf_chat_template_renders_the_training_ids(bundles, family):
         assert not failed and len(passed) == 12
 
 
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_lmdeploy_json_renders_the_training_ids_where_it_can(bundles, family):
+    """lmdeploy_chat_template.json through LMDeploy's own BaseChatTemplate, as `--chat-template FILE` loads it,
+    on the conversation an OpenAI-style client sends (earlier answers without reasoning): identical ids on
+    every turn the declared limits leave, and the exact set of those turns."""
+    from lf_thinkplugin.serving import build_bundle
+    from lf_thinkplugin.serving.checks import check, lmdeploy_json_messages, lmdeploy_json_why_not, trained_turns
+
+    ChatTemplateConfig, _ = require_lmdeploy()
+    folder = bundles[family]
+    if family == "gpt_oss":
+        assert not (folder / "lmdeploy_chat_template.json").exists()
+        assert "the head before the first user message is not a fixed string" in (folder / "SERVING.md").read_text(encoding="utf-8")
+        return
+    template = ChatTemplateConfig.from_json(str(folder / "lmdeploy_chat_template.json")).chat_template()
+    tok, encoder = _encoder(folder)
+    bundle = build_bundle("native", tok)
+    why = lmdeploy_json_why_not(bundle.native.slots, bundle.lmdeploy_adds_bos, bundle.native.json_limits)
+    compared = set()
+    for mode in _modes(encoder):
+        turns = trained_turns(encoder, mode)
+        result = check(turns, lambda turn: template.messages2prompt(lmdeploy_json_messages(turn, encoder.format)),
+                       lambda prompt: tok.encode(prompt, add_special_tokens=True), [], why)
+        assert result.passed == result.compared, result.failures
+        compared |= {(mode, t.probe.name) for t in turns if not why(t)}
+    # no system message, no tools; thinking on (mode None: the samples with reasoning); Qwen3.5: one turn only
+    thinking = {"single_turn", "empty_reasoning", "compact_think_tags"}
+    multi = {"multi_turn_reasoning_in_history", "mixed_history"}
+    plain = {"non_thinking_answer", "multi_turn_non_thinking"}
+    expected = {"qwen3": {(True, n) for n in thinking | multi | plain} | {(None, n) for n in thinking | multi},
+                "qwen35_standin": {(True, n) for n in thinking | {"non_thinking_answer"}} | {(None, n) for n in thinking},
+                "r1_distill_qwen": set()}[family]  # R1: the BOS, which this tokenizer does not add when encoding
+    assert compared == expected
+
+
 # ---- after training and from the run record ------------------------------------------------------
 
 
@@ -291,3 +331,20 @@ def test_after_training_callback_writes_the_same_native_bundle_as_export(bundles
         (again / name).unlink()
     assert export("--out", str(again)) == 0
     assert {name: (again / name).read_text(encoding="utf-8") for name in written} == written
+
+
+def test_a_template_the_pieces_cannot_describe_gets_no_modelfile_and_says_why(tmp_path, capsys):
+    """A chat template that writes each message twice: vLLM / LMDeploy still serve the Jinja; no Modelfile, and
+    SERVING.md names the reason instead of serving a near-miss."""
+    folder = model_dir(QWEN3, tmp_path / "twice")
+    config_file = folder / "tokenizer_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["chat_template"] = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}\n{{ m.content }}<|im_end|>\n"
+                               "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    config_file.write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
+    code = export("--template", "native", "--tokenizer", str(folder), "--out", str(folder))
+    assert code in (0, 1) and "Traceback" not in capsys.readouterr().err
+    assert not (folder / "Modelfile").exists() and (folder / "chat_template.jinja").is_file()
+    serving = (folder / "SERVING.md").read_text(encoding="utf-8")
+    assert "No Modelfile: an Ollama TEMPLATE cannot express this chat template." in serving
+    assert "an Ollama TEMPLATE cannot express it: the user message is not rendered once as sent" in serving

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-BUNDLE = ("chat_template.jinja", "Modelfile", "lmdeploy_chat_template.json", "SERVING.md")
+BUNDLE = ("chat_template.jinja", "Modelfile", "Modelfile.template", "lmdeploy_chat_template.json", "SERVING.md")
 
 
 class ExportError(ValueError):
@@ -68,6 +68,7 @@ def build_bundle(name: str, tokenizer: Any, enable_thinking: bool | None = True,
 
     from ..templates import register_templates
     from ..templates.parity import Scanner, quiet_lf
+    from ..templates.probes import SCAN_PROBES
     from .formats import FormatError, chat_format
     from .lmdeploy import config, limitations
     from .ollama import modelfile
@@ -87,7 +88,8 @@ def build_bundle(name: str, tokenizer: Any, enable_thinking: bool | None = True,
     jinja = _jinja(name, template, view, scanner)
     rendered = copy.copy(tokenizer)  # a shallow copy: only its chat_template differs
     rendered.chat_template = jinja
-    parity = Scanner(rendered, enable_thinking, facts=scanner.facts).check(name)
+    probes = {"probes": SCAN_PROBES} if name == "native" else {}  # native trains tool calls too: check them
+    parity = Scanner(rendered, enable_thinking, facts=scanner.facts, **probes).check(name)
     if name == "native":  # the model's own Jinja: every engine from the format learnt from it (serving/native.py)
         from .native import build_native, serving_md as native_md
 

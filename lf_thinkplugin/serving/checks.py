@@ -54,7 +54,10 @@ def trained_turns(encoder: Any, enable_thinking: Optional[bool], probes: Sequenc
     out = []
     for probe in probes:
         lf = [dict(m) for m in probe.messages]
-        encoded = encoder.encode(lf, probe.system, probe.tools, enable_thinking)
+        try:
+            encoded = encoder.encode(lf, probe.system, probe.tools, enable_thinking)
+        except Exception:  # noqa: BLE001  (a template that raises on a probe shape trains none of it: nothing to serve)
+            continue
         untrained = {i for i, _ in encoded.untrained}
         responses = [i for i, m in enumerate(lf) if m["role"] in ("assistant", "function") and i not in untrained]
         thinking = encoder.thinking(lf, enable_thinking)
@@ -113,3 +116,35 @@ def ollama_why_not(slots: Any) -> Callable[[Turn], Optional[str]]:
         return None
 
     return why
+
+
+def lmdeploy_json_why_not(slots: Any, adds_bos: bool, limits: Sequence[str]) -> Callable[[Turn], Optional[str]]:
+    """Why `lmdeploy_chat_template.json` (serving/native.py lmdeploy_json, whose `limits` these are) cannot express
+    a turn's conversation."""
+    gen, hist = slots.trans["user>gen:on"], slots.trans["user>assistant"] + slots.answer["E"]
+    bare_system = any(limit.startswith("system messages") for limit in limits)
+
+    def why(turn: Turn) -> Optional[str]:
+        before = turn.before
+        if turn.probe.tools or any(m["role"] in ("function", "observation") for m in before):
+            return "tool calls"
+        if slots.bos and not adds_bos:
+            return "BOS"
+        if slots.switch and not turn.thinking:
+            return "no thinking switch"
+        if turn.probe.system and bare_system:
+            return "system message"
+        if any(m["role"] == "assistant" for m in before):
+            if gen != hist:
+                return "earlier answer (the generation prompt's opener)"
+            if "L" in slots.answer:
+                return "earlier reasoning (the JSON renders the answer a client sends)"
+        return None
+
+    return why
+
+
+def lmdeploy_json_messages(turn: Turn, fmt: Any) -> list[dict[str, str]]:
+    """The conversation an OpenAI-style client sends: earlier answers without their reasoning."""
+    return [{"role": m["role"], "content": fmt.read(m["content"])[1] if m["role"] == "assistant" else m["content"]}
+            for m in turn.before]

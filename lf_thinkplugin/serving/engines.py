@@ -4,6 +4,9 @@ markup the template writes, never from a model name.
 Names are those the engines register, read from their source:
 - vLLM: `vllm/reasoning/__init__.py` (`_REASONING_PARSERS_TO_REGISTER`) and `vllm/tool_parsers/__init__.py`
   (`_TOOL_PARSERS_TO_REGISTER`), main branch as of 2026-12;
+- LMDeploy 0.18 (installed by scripts/setup_integration.sh): `lmdeploy/serve/parsers/reasoning_parser/` (`default`:
+  `<think>` tags, validated against the vocabulary), `lmdeploy/serve/parsers/tool_parser/` (`qwen3`, `qwen3coder`,
+  `glm47`, `kimi_k2`, ...), `lmdeploy/serve/openai/api_server.py` `set_parsers` (gpt-oss: its own response parser);
 - SGLang: `python/sglang/srt/parser/reasoning_parser.py` (`ReasoningParser.DetectorMap`) and
   `python/sglang/srt/function_call/function_call_parser.py` (`ToolCallParserEnum`), v0.5.x;
 - Ollama v0.33.0-rc2 (commit fb307609): `model/renderers/renderer.go` (`rendererForName`) and
@@ -28,6 +31,8 @@ class Parsers:
     vllm_tools: Optional[str]
     sglang_reasoning: Optional[str]
     sglang_tools: Optional[str]
+    lmdeploy_reasoning: Optional[str] = None
+    lmdeploy_tools: Optional[str] = None
 
 
 def tool_style(template: str) -> Optional[str]:
@@ -65,7 +70,10 @@ def parsers(fmt: Any, template: str) -> Parsers:
     sglang_reasoning = _SGLANG_REASONING.get(reasoning or "")
     if sglang_reasoning == "qwen3" and fmt.prompt_opens and fmt.switch is None:
         sglang_reasoning = "qwen3-thinking"  # the prompt opens the block: output starts inside it
-    return Parsers(reasoning, vllm_tools, sglang_reasoning, sglang_tools)
+    lmdeploy_reasoning = "default" if fmt.markup == ("<think>", "</think>") else None
+    lmdeploy_tools = {"hermes": "qwen3", "qwen3_coder": "qwen3coder", "kimi_k2": "kimi_k2",
+                      "glm": "glm47" if "clear_thinking" in template else None}.get(style or "")
+    return Parsers(reasoning, vllm_tools, sglang_reasoning, sglang_tools, lmdeploy_reasoning, lmdeploy_tools)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ class NativeServing:
     parsers: Any
     stops: list[str]
     keep_bos: bool
+    json_limits: list[str] = field(default_factory=list)  # what lmdeploy_chat_template.json cannot express
 
 
 def _generation_stop_ids(tokenizer: Any) -> list[int]:
@@ -56,6 +57,8 @@ def stop_strings(tokenizer: Any, fmt: Any) -> list[str]:
     """The end-of-turn tag the template writes, the EOS, and generation_config.json's eos ids."""
     ids = [tokenizer.eos_token_id, *_generation_stop_ids(tokenizer)]
     texts = [fmt.end_of_turn] + [tokenizer.convert_ids_to_tokens(i) for i in ids if i is not None]
+    if (fmt.opener or "").startswith("<|channel|>"):  # harmony: a tool-call turn ends with `<|call|>`, not `<|return|>`
+        texts.append("<|call|>")
     return [t for t in dict.fromkeys(texts) if t]
 
 
@@ -115,10 +118,17 @@ def build_native(tokenizer: Any, jinja: str, enable_thinking: Optional[bool], ji
             report.limits.append("no tool-call parser for the template's tool-call markup: calls stay in the content")
     lmdeploy = EngineReport("LMDeploy", "`--chat-template hf`: its HFChatTemplate renders chat_template.jinja", jinja_parity)
     if "<|channel|>" in jinja:
+        lmdeploy.parity = "differs on every request without tools (below)"
         lmdeploy.limits.append("gpt-oss: HFChatTemplate deletes `commentary, ` from the system prompt of a request "
                                "without tools (lmdeploy/model.py), a prompt the model was not trained on")
     reports.append(lmdeploy)
     files = {}
+    config, json_limits = lmdeploy_json(slots, fmt, stops)
+    if config is not None:
+        import json
+
+        files["lmdeploy_chat_template.json"] = json.dumps(config, ensure_ascii=False, indent=2) + "\n"
+    lmdeploy.limits += [f"lmdeploy_chat_template.json: {limit}" for limit in json_limits]
     ollama = EngineReport("Ollama", "not written", "-")
     if slots is not None:
         turns = trained_turns(encoder, enable_thinking)
@@ -132,8 +142,12 @@ def build_native(tokenizer: Any, jinja: str, enable_thinking: Optional[bool], ji
         if slots.tools_error:
             ollama.limits.append(f"tool definitions and calls: {slots.tools_error}")
         ollama.limits += [f for f in result.failures if "tools:" not in f]
-        files["Modelfile.template" if builtin is not None and builtin.renderer else "Modelfile"] = \
-            modelfile("the chat template", slots, parser, stops, keep_bos, num_ctx)
+        try:
+            files["Modelfile.template" if builtin is not None and builtin.renderer else "Modelfile"] = \
+                modelfile("the chat template", slots, parser, stops, keep_bos, num_ctx)
+        except ValueError as err:  # `"""` in the template text: a Modelfile cannot quote it
+            ollama.how, ollama.parity = "not written", "-"
+            ollama.limits.insert(0, str(err))
     else:
         ollama.limits.append(f"an Ollama TEMPLATE cannot express it: {slots_error}")
     if builtin is not None and builtin.renderer:  # Ollama's own renderer replaces any TEMPLATE (server/prompt.go)
@@ -142,7 +156,7 @@ def build_native(tokenizer: Any, jinja: str, enable_thinking: Optional[bool], ji
                                     "(Ollama's own Go code)", "not run here (Go code outside this repository)"))
         ollama.engine, ollama.how = "Ollama (Modelfile.template)", ollama.how
     reports.append(ollama)
-    return NativeServing(files, reports, slots, slots_error, builtin, found, stops, keep_bos)
+    return NativeServing(files, reports, slots, slots_error, builtin, found, stops, keep_bos, json_limits)
 
 
 def serving_md(native: NativeServing, fmt: Any, jinja_parity: str, num_ctx: Optional[int]) -> str:
@@ -171,12 +185,18 @@ def serving_md(native: NativeServing, fmt: Any, jinja_parity: str, num_ctx: Opti
 
         lines += ["", f"Thinking off for one request: `\"chat_template_kwargs\": {json.dumps(off)}`."]
     lines += ["", "## SGLang", "", "```", sglang, "```", "", "## LMDeploy", "", "```",
-              "lmdeploy serve api_server MODEL_DIR --chat-template hf" + (" --reasoning-parser default" if fmt.markup else ""),
+              "lmdeploy serve api_server MODEL_DIR --chat-template hf"
+              + (f" --reasoning-parser {p.lmdeploy_reasoning}" if p.lmdeploy_reasoning else "")
+              + (f" --tool-call-parser {p.lmdeploy_tools}" if p.lmdeploy_tools else ""),
               "```", "",
+              *(["LMDeploy picks its gpt-oss response parser (harmony channels) from the architecture itself."]
+                if (fmt.opener or "").startswith("<|channel|>") else []),
               "`--chat-template hf` makes LMDeploy 0.18 render the folder's chat template (`HFChatTemplate`) whatever the",
               "folder is called: without it LMDeploy takes the first registered template whose `match` accepts the path.",
-              "No `lmdeploy_chat_template.json`: its fixed role strings (`BaseChatTemplate`) have no thinking switch and",
-              "render history as sent; the HF path renders the trained template itself.",
+              ("`lmdeploy_chat_template.json` (`--chat-template lmdeploy_chat_template.json`) holds the same text as "
+               "`BaseChatTemplate` fields (fixed strings around each role); what it cannot express is listed below."
+               if "lmdeploy_chat_template.json" in native.files else
+               "No `lmdeploy_chat_template.json`: `BaseChatTemplate`'s fixed role strings cannot hold this template."),
               "", "## Ollama", ""]
     if "Modelfile" in native.files:
         lines += ["Convert the model to GGUF, point `FROM` in the Modelfile at it, then build and run:", "", "```",
@@ -203,3 +223,47 @@ def serving_md(native: NativeServing, fmt: Any, jinja_parity: str, num_ctx: Opti
         if report.limits:
             lines += ["", f"What {report.engine} does not serve as trained:"] + [f"- {limit}" for limit in report.limits[:12]]
     return "\n".join(lines) + "\n"
+
+
+def lmdeploy_json(slots: Any, fmt: Any, stops: list[str]) -> tuple[Optional[dict], list[str]]:
+    """`lmdeploy_chat_template.json` from the learnt pieces, where LMDeploy's `BaseChatTemplate` (fixed strings
+    around each role, the generation prompt = `assistant`) can hold them, and what it cannot express; (None,
+    [why]) where it cannot hold them at all."""
+    from .slots import SYSTEM, _common_prefix
+
+    if slots is None:
+        return None, ["the chat template's pieces could not be learnt"]
+    head, head_s = slots.heads[""], slots.heads["s"]
+    head_s = ("",) + head_s if head_s[:1] == (SYSTEM,) else head_s  # R1: the system text comes first
+    if len(head) != 1 or len(head_s) != 3 or head_s[1] != SYSTEM:
+        return None, ["the head before the first user message is not a fixed string (LMDeploy has no field for it)"]
+    prefix = _common_prefix(head[0], head_s[0], None)  # GLM's `[gMASK]<sop>`: written before any message
+    while prefix and not head[0][len(prefix):].startswith("<"):  # whole tags only: Qwen's `<|im_start|>` opens both roles
+        prefix = prefix[: prefix.rfind("<")] if "<" in prefix else ""
+    user, sys_pre = head[0][len(prefix):], head_s[0][len(prefix):]
+    if not head_s[2].endswith(user):
+        return None, ["the system block is not followed by the user prefix"]
+    sys_post = head_s[2][: len(head_s[2]) - len(user)]
+    gen, hist = slots.trans["user>gen:on"], slots.trans["user>assistant"] + slots.answer["E"]
+    after = slots.trans["assistant>user"]
+    if not after.endswith(user):
+        return None, ["an earlier answer's end is not followed by the user prefix"]
+    eoh = _common_prefix(gen, hist, fmt.opener)
+    assistant = gen[len(eoh):]
+    # `system + meta_instruction + eosys` opens a conversation without a system message: the prefix alone there;
+    # with a system message `system + text + eosys`, exact only where the template wraps it in nothing
+    config = {"model_name": "lf-thinkplugin-native", "system": prefix, "meta_instruction": "", "eosys": "", "user": user,
+              "eoh": eoh, "assistant": assistant, "eoa": after[: len(after) - len(user)], "separator": "",
+              "capability": "chat", "stop_words": stops}
+    limits = ["tool definitions, calls and results (BaseChatTemplate renders message content only)"]
+    if sys_pre or sys_post:
+        limits.append("system messages render as bare text (the JSON cannot both omit the system block when there is "
+                      "no system message and wrap one when there is)")
+    if slots.bos:
+        limits.append("the BOS token (the JSON has no field for it; LMDeploy adds one only where the tokenizer does)")
+    if slots.switch:
+        limits.append("no thinking switch: the file renders the thinking-on generation prompt")
+    if gen != hist:
+        limits.append(f"multi-turn conversations: the JSON opens earlier answers with the generation prompt's "
+                      f"{assistant!r} too, where the chat template writes {hist[len(eoh):]!r}")
+    return config, limits

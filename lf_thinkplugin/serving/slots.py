@@ -51,6 +51,7 @@ class Slots:
     default_on: bool  # the template's mode when the client sets none
     tools_error: Optional[str] = None  # why tool definitions / calls are left out, None where they are written
     markup: Optional[tuple[str, str]] = None  # the reasoning's opener and closer (Ollama infers them from the TEMPLATE)
+    user_off: str = ""  # written after every user message with thinking off (GLM-4.5 / 4.6: `/nothink`)
     notes: tuple[str, ...] = field(default=())
 
 
@@ -108,6 +109,15 @@ class _Learner:
 
 def learn_slots(tokenizer: Any, chat_template: str, fmt: Any) -> Slots:
     """The pieces of `chat_template` (reasoning format `fmt`); SlotsError where they do not describe it."""
+    try:
+        return _learn(tokenizer, chat_template, fmt)
+    except SlotsError:
+        raise
+    except ValueError as err:  # a marker not where the pieces put it (`str.index`): the pieces do not fit
+        raise SlotsError(f"the chat template does not write its messages as fixed text around them ({err})") from None
+
+
+def _learn(tokenizer: Any, chat_template: str, fmt: Any) -> Slots:
     if fmt.switch is not None and fmt.switch.kind != "kwarg":
         raise SlotsError(f"the thinking switch is {fmt.switch.describe()}: Ollama has no field for text in a message")
     p = _Learner(tokenizer, chat_template, fmt)
@@ -172,10 +182,20 @@ def learn_slots(tokenizer: Any, chat_template: str, fmt: Any) -> Slots:
     else:
         answer["D"] = lead_r  # the template drops history reasoning; what it leaves (R1: the `\n\n` after `</think>`)
 
-    slots = Slots(bos, heads, "", trans, answer, {}, switch, default_on, markup=fmt.markup)
+    user_off = ""
+    if switch:  # thinking off may mark every user message (GLM: `/nothink`): learnt where that is all it changes
+        off_turns = p.r(_lf([("user", Q), ("assistant", A), ("user", Q2)]), thinking=False)
+        between_on, between_off = _between(no_r, Q, A), _between(off_turns, Q, A)
+        if between_off != between_on and between_off.endswith(between_on):
+            mark = between_off[: len(between_off) - len(between_on)]
+            gen_off = trans["user>gen:off"]
+            if gen_off.startswith(mark) and off_turns == no_r.replace(Q + between_on, Q + mark + between_on).replace(
+                    Q2 + trans["user>gen:on"], Q2 + gen_off):
+                user_off, trans["user>gen:off"] = mark, gen_off[len(mark):]
+    slots = Slots(bos, heads, "", trans, answer, {}, switch, default_on, markup=fmt.markup, user_off=user_off)
     try:
         return _with_tools(p, slots, fmt, think, today)
-    except SlotsError as err:
+    except ValueError as err:  # SlotsError, or a marker not where the tool pieces put it
         from dataclasses import replace
 
         return replace(slots, tools_error=str(err))
@@ -351,6 +371,8 @@ def render(slots: Slots, messages: list[dict[str, Any]], tools: Optional[list] =
         else:
             out.append(piece)
     rest = [m for m in messages if m["role"] != "system"]
+    thinking = think if is_think_set else slots.default_on
+    off = slots.switch and not thinking
     prev = "start"
     tooled = slots.tools_error is None
     for m in rest:
@@ -384,9 +406,10 @@ def render(slots: Slots, messages: list[dict[str, Any]], tools: Optional[list] =
             else:
                 out.append(slots.answer["E"])
         out.append(m["content"])
+        if role == "user" and off:
+            out.append(slots.user_off)
         prev = role
-    thinking = think if is_think_set else slots.default_on
-    mode = "on" if thinking or not slots.switch else "off"
+    mode = "off" if off else "on"
     out.append(slots.trans.get(f"{prev}>gen:{mode}", ""))
     return "".join(out)
 
@@ -477,7 +500,8 @@ def template_text(slots: Slots, keep_bos: bool = False, declare_tags: bool = Tru
     else:
         assistant = '{{ else if eq .Role "assistant" }}' + _by_prev(slots, "assistant") + answer
     body = ('{{ $prev := "start" }}{{ range $i, $m := .Messages }}{{ if ne .Role "system" }}{{ $role := .Role }}'
-            '{{ if eq .Role "user" }}' + _by_prev(slots, "user") + "{{ .Content }}" + assistant
+            '{{ if eq .Role "user" }}' + _by_prev(slots, "user") + "{{ .Content }}"
+            + ("{{ if $off }}" + _lit(slots.user_off) + "{{ end }}" if slots.user_off else "") + assistant
             + "{{ end }}{{ $prev = $role }}{{ end }}{{ end }}")
 
     def gen(mode: str) -> str:
@@ -489,7 +513,10 @@ def template_text(slots: Slots, keep_bos: bool = False, declare_tags: bool = Tru
             + default + "{{ end }}"
     else:
         tail = gen("on")
-    return (_lit(slots.bos) if keep_bos else "") + head + body + tail + (_declare(slots.markup) if declare_tags else "")
+    # $off: thinking off for this request (`--think=false`, or the template's default where none is set)
+    off = ("{{ $off := " + ("false" if slots.default_on else "true") + " }}{{ if $.IsThinkSet }}{{ $off = not $.Think }}{{ end }}"
+           if slots.user_off else "")
+    return (_lit(slots.bos) if keep_bos else "") + off + head + body + tail + (_declare(slots.markup) if declare_tags else "")
 
 
 def _declare(markup: Optional[tuple[str, str]]) -> str:

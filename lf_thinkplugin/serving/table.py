@@ -8,7 +8,8 @@ off, each trained turn's prompt compared token for token with the training ids:
 - vLLM / SGLang: the chat template through LF's `native` SFT path against the template's own rendering
   (what both engines render), and the parsers the bundle names;
 - LMDeploy: its own `HFChatTemplate` (`--chat-template hf`) on a folder holding the tokenizer and template,
-  where LMDeploy is installed (scripts/setup_integration.sh);
+  and its `BaseChatTemplate` from the bundle's lmdeploy_chat_template.json (probes it serves as trained, of
+  all), where LMDeploy is installed (scripts/setup_integration.sh);
 - Ollama: the learnt TEMPLATE (its Python mirror, equal to Go's text/template output on every fixture family:
   tests/test_serving_families.py), or Ollama's own RENDERER, which is not run here.
 """
@@ -41,6 +42,28 @@ def fixture_templates(folder: Path) -> list[tuple[str, str, Any, str]]:
         by_template[text.strip()] = (file.stem, f"stand-in ({STANDIN} + tags)", standin(base, text))
     return sorted(((label, kind, tok, tok.chat_template) for label, kind, tok in by_template.values()),
                   key=lambda row: row[0].lower())
+
+
+def _lmdeploy_json(tok: Any, native: Any, encoder: Any, turns_by_mode: dict) -> str:
+    """The bundle's lmdeploy_chat_template.json through LMDeploy's BaseChatTemplate: probes served as trained."""
+    import json as _json
+
+    from lmdeploy.model import ChatTemplateConfig
+
+    from .bundle import adds_bos
+    from .checks import check, lmdeploy_json_messages, lmdeploy_json_why_not
+
+    text = native.files.get("lmdeploy_chat_template.json")
+    if text is None:
+        return "no JSON"
+    template = ChatTemplateConfig(**_json.loads(text)).chat_template()
+    figures = []
+    for mode, turns in turns_by_mode.items():
+        result = check(turns, lambda turn: template.messages2prompt(lmdeploy_json_messages(turn, encoder.format)),
+                       lambda prompt: tok.encode(prompt, add_special_tokens=True), [],
+                       lmdeploy_json_why_not(native.slots, adds_bos(tok)[0], native.json_limits))
+        figures.append(f"{mode} {len(result.probes_ok - result.probes_failed)}/{len({t.probe.name for t in turns})}")
+    return "JSON " + " · ".join(figures)
 
 
 def _lmdeploy(tok: Any, encoder: Any, turns_by_mode: dict) -> str:
@@ -109,7 +132,10 @@ def family_rows(folder: Path) -> list[dict[str, str]]:
         row["vllm"] = (f"`{p.vllm_reasoning or '-'}` / `{p.vllm_tools or '-'}`", " · ".join(jinja))
         row["sglang"] = (f"`{p.sglang_reasoning or '-'}` / `{p.sglang_tools or '-'}`", " · ".join(jinja))
         turns_by_mode = {name: trained_turns(encoder, mode) for name, mode in modes.items()}
-        row["lmdeploy"] = ("`--chat-template hf`", _lmdeploy(tok, encoder, turns_by_mode))
+        hf = _lmdeploy(tok, encoder, turns_by_mode)
+        if not hf.startswith("not run"):
+            hf = "hf " + hf + "; " + _lmdeploy_json(tok, native, encoder, turns_by_mode)
+        row["lmdeploy"] = (f"`--chat-template hf`; `{p.lmdeploy_reasoning or '-'}` / `{p.lmdeploy_tools or '-'}`", hf)
         builtin = native.builtin
         if native.slots is not None:
             figures = []
@@ -133,7 +159,7 @@ def family_rows(folder: Path) -> list[dict[str, str]]:
 
 def render_table(rows: list[dict[str, str]]) -> str:
     head = ("| chat template | tokenizer | vLLM: reasoning / tool parser | SGLang: reasoning / tool parser | "
-            "parity (vLLM, SGLang) | LMDeploy | LMDeploy parity | Ollama | Ollama parity |")
+            "parity (vLLM, SGLang) | LMDeploy: setting; reasoning / tool parser | LMDeploy parity | Ollama | Ollama parity |")
     lines = [head, "|" + "---|" * 9]
     for r in rows:
         if "error" in r:
