@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from conftest import require_fixture
-from lfrun import train
+from lfrun import lf_think, train
 from oracle import IGNORE, label_runs
 from native_families import FAMILIES, load, trainable_dir
 
@@ -111,6 +111,14 @@ def test_gpt_oss_effort_per_sample_equals_harmony(tmp_path_factory: pytest.TempP
                                             return_dict=True)["input_ids"]) == list(prompt)
         seen_headers.add(tok.decode(row["input_ids"][: len(prompt)]).split("Reasoning: ")[1].split("\n")[0])
     assert seen_headers == {"low", "medium", "high"}
+
+    # the serving bundle exported from the run's output_dir states the settings the model was trained under
+    export = lf_think(["export", "--out", str(tmp / "run")])
+    assert export.returncode == 0, export.stdout[-2000:] + export.stderr[-2000:]
+    serving = (tmp / "run" / "SERVING.md").read_text(encoding="utf-8")
+    assert "## Template settings" in serving
+    assert '| `reasoning_effort` | "medium" | "high", "low", "medium" |' in serving, serving[serving.index("## Template"):]
+    assert "--default-chat-template-kwargs '{\"reasoning_effort\": \"high\"}'" in serving
 
 
 def test_gpt_oss_effort_with_expand_turns(tmp_path_factory: pytest.TempPathFactory) -> None:

@@ -59,5 +59,5 @@ def plugin_callbacks(opts: "ThinkPluginOptions", token_plan: Any = None, setting
     if opts.export_serving:
         from ..serving import make_callbacks as serving_callbacks
 
-        callbacks += serving_callbacks(opts)
+        callbacks += serving_callbacks(opts, settings)
     return callbacks

@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"from {record['path']}: template {template}, enable_thinking {mode}")
     try:
         tokenizer, findings = load_tokenizer(args.tokenizer or args.out)
-        bundle = build_bundle(template, tokenizer, mode, args.num_ctx)
+        bundle = build_bundle(template, tokenizer, mode, args.num_ctx, record.get("template_settings") if record else None)
         written = write_bundle(bundle, Path(args.out), args.force)
     except (DoctorError, ExportError, ExistingFiles) as err:
         print(f"lf-think export: {err}", file=sys.stderr)
@@ -110,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if parity.ok else 1
 
 
-def make_callbacks(opts: Any) -> list[Any]:
-    """Trainer callbacks that write the serving bundle into output_dir and every checkpoint."""
+def make_callbacks(opts: Any, settings: Any = None) -> list[Any]:
+    """Trainer callbacks that write the serving bundle into output_dir and every checkpoint. `settings`: a callable
+    giving the run's template settings record (RunContext.settings_record), or None."""
     from .callback import ServingBundleCallback
 
-    return [ServingBundleCallback()] if getattr(opts, "export_serving", True) else []
+    return [ServingBundleCallback(settings)] if getattr(opts, "export_serving", True) else []

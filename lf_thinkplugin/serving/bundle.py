@@ -62,8 +62,10 @@ def _jinja(name: str, template: Any, view: Any, scanner: Any) -> str:
         raise ExportError(f"template {name!r} has no Jinja form ({err}); the tokenizer's own template lacks parity with it") from None
 
 
-def build_bundle(name: str, tokenizer: Any, enable_thinking: bool | None = True, num_ctx: int | None = None) -> Bundle:
-    """Every file of the bundle for registered template `name`, with the Jinja's parity result."""
+def build_bundle(name: str, tokenizer: Any, enable_thinking: bool | None = True, num_ctx: int | None = None,
+                 settings: dict | None = None) -> Bundle:
+    """Every file of the bundle for registered template `name`, with the Jinja's parity result. `settings`: the run
+    record's `template_settings` (template keyword arguments trained under: a SERVING.md section)."""
     from llamafactory.data.template import TEMPLATES
 
     from ..templates import register_templates
@@ -97,7 +99,11 @@ def build_bundle(name: str, tokenizer: Any, enable_thinking: bool | None = True,
         summary = f"parity with LF's training encoder on {parity.passed}/{parity.total} probes (enable_thinking: {mode})"
         native = build_native(tokenizer, jinja, enable_thinking, summary, num_ctx, adds_bos(tokenizer)[1])
         fmt = template.encoder(view).format
-        files = {"chat_template.jinja": jinja, **native.files, "SERVING.md": native_md(native, fmt, summary, num_ctx)}
+        from .template_settings import settings_section
+
+        section = settings_section(settings)
+        md = native_md(native, fmt, summary, num_ctx) + (f"\n{section}" if section else "")
+        files = {"chat_template.jinja": jinja, **native.files, "SERVING.md": md}
         bundle = Bundle(name, files, parity, None, [], *adds_bos(tokenizer))
         bundle.native = native
         return bundle

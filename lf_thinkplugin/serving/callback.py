@@ -30,7 +30,8 @@ class ServingBundleCallback(TrainerCallback):
     the tokenizer's `chat_template` is set before LF's final `save_model`, and each checkpoint, saved
     just before `on_save`, gets the bundle's `chat_template.jinja` written over the tokenizer's."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Any = None) -> None:
+        self.settings = settings  # () -> the run's template settings record, or None
         self.bundle: Any = None
         self._tokenizer: Any = None
         self._collator: Any = None
@@ -53,7 +54,8 @@ class ServingBundleCallback(TrainerCallback):
             return
         enable_thinking = getattr(collator.template, "enable_thinking", True)
         try:
-            self.bundle = build_bundle(name, tokenizer, enable_thinking)
+            self.bundle = build_bundle(name, tokenizer, enable_thinking,
+                                       settings=self.settings() if self.settings else None)
         except ExportError as err:  # a finished training run must not fail over its serving files
             logger.warning("[lf_thinkplugin] export_serving: no serving bundle for `%s`: %s", name, err)
             return
