@@ -157,3 +157,11 @@ def think_data(tmp_path_factory) -> Path:
     (folder / "think.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
     (folder / "dataset_info.json").write_text(json.dumps({"think_tiny": {"file_name": "think.json"}}))
     return folder
+
+
+@pytest.fixture(scope="session")
+def go_renderer(tmp_path_factory) -> Path:
+    """Ollama's template renderer (tests/ollama_render: Go's text/template with Ollama's types), built once per session."""
+    from serving_support import build_go_renderer
+
+    return build_go_renderer(tmp_path_factory)

@@ -5,33 +5,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO, require_fixture, require_go, require_lmdeploy
+from conftest import require_lmdeploy
+from serving_support import export, model_dir, modelfile_template, render_ollama, tokenizer_of
 
 from lf_thinkplugin.demo.fixtures import QWEN3, R1_DISTILL
 
 BUNDLE = ["chat_template.jinja", "Modelfile", "lmdeploy_chat_template.json", "SERVING.md"]
 CASES = [("qwen3_think", QWEN3), ("qwen3_think_keep_history", QWEN3), ("r1_distill_qwen", R1_DISTILL)]
-
-
-def model_dir(name: str, out: Path) -> Path:
-    """A fixture's tokenizer folder copy, read faithfully by transformers (see docs/templates.md)."""
-    shutil.copytree(require_fixture(name), out)
-    config_file = out / "tokenizer_config.json"
-    config = json.loads(config_file.read_text(encoding="utf-8"))
-    config["tokenizer_class"] = "PreTrainedTokenizerFast"
-    config_file.write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
-    return out
-
-
-def export(*args: str) -> int:
-    from lf_thinkplugin.serving import main
-
-    return main(list(args))
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +27,6 @@ def exported(tmp_path_factory):
         assert export("--template", template, "--tokenizer", str(folder), "--out", str(folder)) == 0
         out[template] = folder
     return out
-
-
-def tokenizer_of(folder: Path):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
 
 
 def add_bos(folder: Path) -> bool:
@@ -231,33 +208,6 @@ def test_lmdeploy_renders_the_training_tokens(exported, template):
     history_reasoning = {"multi_turn_reasoning_in_history"} if template == "qwen3_think" else set()
     assert {n for m, n in compared if m is True} == set(no_system) - history_reasoning
     assert not [m for m, _ in compared if m is False]  # no thinking switch in the JSON
-
-
-def _go_renderer(tmp_path_factory) -> Path:
-    go = require_go()
-    binary = tmp_path_factory.mktemp("go") / "ollama_render"
-    env = dict(os.environ, GOCACHE=str(binary.parent / "cache"), GOPATH=str(binary.parent / "gopath"), GOFLAGS="-mod=mod")
-    proc = subprocess.run([go, "build", "-o", str(binary), str(REPO / "tests" / "ollama_render" / "main.go")],
-                          env=env, capture_output=True, text=True, timeout=300, cwd=binary.parent, check=False)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    return binary
-
-
-@pytest.fixture(scope="module")
-def go_renderer(tmp_path_factory):
-    return _go_renderer(tmp_path_factory)
-
-
-def render_ollama(binary: Path, template: str, jobs: list[dict]) -> list[str]:
-    proc = subprocess.run([str(binary)], input=json.dumps({"template": template, "jobs": jobs}), capture_output=True,
-                          text=True, timeout=120, check=False)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
-
-
-def modelfile_template(folder: Path) -> str:
-    text = (folder / "Modelfile").read_text(encoding="utf-8")
-    return text.split('TEMPLATE """', 1)[1].split('"""', 1)[0]
 
 
 @pytest.mark.parametrize("template", [c[0] for c in CASES])

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import require_fixture
-from test_export import render_ollama
-from test_serving_native import go_renderer  # noqa: F401  (the module-scoped Go build)
+from serving_support import render_ollama
 
 from lf_thinkplugin.demo.fixtures import QWEN3
 
@@ -27,7 +26,7 @@ def test_every_fixture_family_is_covered(templates):
             "moonshotai-Kimi-K2-Thinking", "MiniMaxAI-MiniMax-M2", "HuggingFaceTB-SmolLM3-3B"} <= labels
 
 
-def test_go_runs_every_learnt_template_as_the_python_mirror(templates, go_renderer):  # noqa: F811
+def test_go_runs_every_learnt_template_as_the_python_mirror(templates, go_renderer):
     from lf_thinkplugin.serving.checks import trained_turns
     from lf_thinkplugin.serving.slots import SlotsError, learn_slots, ollama_messages, render, template_text
     from lf_thinkplugin.templates.native import NativeEncoder, _tools

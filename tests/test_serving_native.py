@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import require_fixture, require_lmdeploy
-from test_export import _go_renderer, export, model_dir, render_ollama, tokenizer_of
+from serving_support import export, model_dir, render_ollama, tokenizer_of
 
 from lf_thinkplugin.demo.fixtures import QWEN3, R1_DISTILL
 
@@ -61,11 +61,6 @@ def bundles(tmp_path_factory):
         assert export("--template", "native", "--tokenizer", str(folder), "--out", str(folder)) == 0, family
         out[family] = folder
     return out
-
-
-@pytest.fixture(scope="module")
-def go_renderer(tmp_path_factory):
-    return _go_renderer(tmp_path_factory)
 
 
 def _encoder(folder: Path):

@@ -143,3 +143,15 @@ def test_the_walk_sees_lazy_and_relative_imports(tmp_path):
 
     (pkg / "sub" / "guard.py").write_text("def g():\n    pass\n")
     assert find_cycles(import_graph(pkg)) == []
+
+
+def test_no_test_module_imports_another():
+    """Shared test code lives in helper modules (conftest, lfrun, native_families, ...), never in a `test_*` module:
+    importing one runs its module-level set-up and collects its fixtures twice."""
+    found = []
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            found += [f"{path.name}:{node.lineno} imports {n}" for n in names if n.split(".")[0].startswith("test_")]
+    assert not found, "\n".join(found)

@@ -25,10 +25,22 @@ PAIR_FIX = ("make both sides of the pair render after the same prompt: set LF's 
             "drops such pairs instead")
 
 
-def _refuse(problem: PairProblem, messages: list[dict], system: Optional[str], tools: Optional[str]) -> None:
-    from ..data.sample_errors import SampleError
+def _encode_pair(proc: Any, prompt: list[dict], sides: list[dict], mode_from: list[dict], names: tuple[str, str],
+                 system: Optional[str], tools: Optional[str], images, videos, audios) -> Optional[tuple]:
+    """(shared prompt ids, both sides' response ids) in the mode `mode_from` gives; None for a pair dropped under
+    `on_malformed: warn / skip`; SampleError (the seam names the sample) under `error`."""
+    mm = proc.template.mm_plugin
+    messages = [mm.process_messages(prompt + [side], images, videos, audios, proc.processor) for side in sides]
+    mode = pair_mode(proc.template, proc.tokenizer, [m["content"] for m in mode_from])
+    try:
+        return encode_sides(proc.template, proc.tokenizer, messages, system, tools, mode, names)
+    except PairProblem as problem:
+        if proc.on_malformed == "error":
+            from ..data.sample_errors import SampleError
 
-    raise SampleError(str(problem), PAIR_FIX, messages, system, tools) from None
+            raise SampleError(str(problem), PAIR_FIX, prompt + [sides[0]], system, tools) from None
+        proc.report.drop(problem, prompt)
+        return None
 
 
 @dataclass
@@ -39,17 +51,12 @@ class ThinkPairwiseProcessor(PairwiseDatasetProcessor):
         self.report = PairReport(self.on_malformed)
 
     def _encode_data_example(self, prompt, response, system, tools, images, videos, audios):
-        mm = self.template.mm_plugin
-        sides = [mm.process_messages(prompt + [r], images, videos, audios, self.processor) for r in response[:2]]
-        mode = pair_mode(self.template, self.tokenizer, [r["content"] for r in response[:2]])
-        try:
-            prompt_ids, (chosen_ids, rejected_ids) = encode_sides(
-                self.template, self.tokenizer, sides, system, tools, mode, ("chosen", "rejected"))
-        except PairProblem as problem:
-            if self.on_malformed == "error":
-                _refuse(problem, prompt + [response[0]], system, tools)
-            self.report.drop(problem, prompt)
+        encoded = _encode_pair(self, prompt, response[:2], response[:2], ("chosen", "rejected"), system, tools,
+                               images, videos, audios)
+        if encoded is None:
             return None
+        prompt_ids, (chosen_ids, rejected_ids) = encoded
+        mm = self.template.mm_plugin
         if self.template.efficient_eos:
             chosen_ids += [self.tokenizer.eos_token_id]
             rejected_ids += [self.tokenizer.eos_token_id]
@@ -97,17 +104,13 @@ class ThinkFeedbackProcessor(FeedbackDatasetProcessor):
         kto_tag = bool(response[0]["content"])
         target = response[0] if kto_tag else response[1]
         kl_target = kl_response[0] if kl_response[0]["content"] else kl_response[1]
-        mm = self.template.mm_plugin
-        sides = [mm.process_messages(prompt + [r], images, videos, audios, self.processor) for r in (target, kl_target)]
-        mode = pair_mode(self.template, self.tokenizer, [target["content"]])  # the KL response follows the sample
-        try:
-            prompt_ids, (response_ids, kl_response_ids) = encode_sides(
-                self.template, self.tokenizer, sides, system, tools, mode, ("sample", "KL"))
-        except PairProblem as problem:
-            if self.on_malformed == "error":
-                _refuse(problem, prompt + [target], system, tools)
-            self.report.drop(problem, prompt)
+        # the KL response follows the sample's mode
+        encoded = _encode_pair(self, prompt, [target, kl_target], [target], ("sample", "KL"), system, tools,
+                               images, videos, audios)
+        if encoded is None:
             return None
+        prompt_ids, (response_ids, kl_response_ids) = encoded
+        mm = self.template.mm_plugin
         if self.template.efficient_eos:
             response_ids += [self.tokenizer.eos_token_id]
             kl_response_ids += [self.tokenizer.eos_token_id]

@@ -39,23 +39,11 @@ class NativeServing:
     json_limits: list[str] = field(default_factory=list)  # what lmdeploy_chat_template.json cannot express
 
 
-def _generation_stop_ids(tokenizer: Any) -> list[int]:
-    """generation_config.json's eos ids beside the tokenizer (gpt-oss: `<|return|>`, `<|call|>`); the same reading
-    as templates/encoders.py, which imports LF (the export must not, before LF registers the plugin)."""
-    import json
-    from pathlib import Path
-
-    path = Path(str(getattr(tokenizer, "name_or_path", ""))) / "generation_config.json"
-    try:
-        eos = json.loads(path.read_text(encoding="utf-8")).get("eos_token_id") if path.is_file() else None
-    except (OSError, ValueError):
-        return []
-    return [int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
-
-
 def stop_strings(tokenizer: Any, fmt: Any) -> list[str]:
     """The end-of-turn tag the template writes, the EOS, and generation_config.json's eos ids."""
-    ids = [tokenizer.eos_token_id, *_generation_stop_ids(tokenizer)]
+    from ..templates.native import generation_stop_ids
+
+    ids = [tokenizer.eos_token_id, *generation_stop_ids(tokenizer)]
     texts = [fmt.end_of_turn] + [tokenizer.convert_ids_to_tokens(i) for i in ids if i is not None]
     if (fmt.opener or "").startswith("<|channel|>"):  # harmony: a tool-call turn ends with `<|call|>`, not `<|return|>`
         texts.append("<|call|>")

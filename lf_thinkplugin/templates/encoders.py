@@ -203,12 +203,12 @@ class NativeTemplate(_OneTurnFromPairs, ReasoningTemplate):
     _reported: ClassVar[dict] = {}  # why -> count of untrained turns logged
 
     def encoder(self, tokenizer: PreTrainedTokenizer) -> "NativeEncoder":
-        from .native import NativeEncoder
+        from .native import NativeEncoder, generation_stop_ids
 
         key = (id(tokenizer), tokenizer.chat_template)
         found = self._encoders.get(key)
         if found is None or found.tokenizer is not tokenizer:
-            found = self._encoders[key] = NativeEncoder(tokenizer, stop_ids=_generation_stop_ids(tokenizer))
+            found = self._encoders[key] = NativeEncoder(tokenizer, stop_ids=generation_stop_ids(tokenizer))
         return found
 
     @override
@@ -274,16 +274,3 @@ class NativeTemplate(_OneTurnFromPairs, ReasoningTemplate):
                 "[lf_thinkplugin] template native: the last assistant turn of a sample (first user message %r) is not "
                 "trained: %s (%d such samples so far). Check it with `lf-think doctor`; `thinkplugin.expand_turns` or "
                 "another template may fit.", first, why, count)
-
-
-def _generation_stop_ids(tokenizer: PreTrainedTokenizer) -> list[int]:
-    """generation_config.json's eos ids beside the tokenizer (GLM: `<|user|>`, gpt-oss: `<|return|>`, `<|call|>`)."""
-    import json
-    from pathlib import Path
-
-    path = Path(str(getattr(tokenizer, "name_or_path", ""))) / "generation_config.json"
-    try:
-        eos = json.loads(path.read_text(encoding="utf-8")).get("eos_token_id") if path.is_file() else None
-    except (OSError, ValueError):
-        return []
-    return [int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None]

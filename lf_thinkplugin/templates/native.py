@@ -82,6 +82,18 @@ def _tool_calls(content: str, string_arguments: bool = False) -> list[dict]:
     return out
 
 
+def generation_stop_ids(tokenizer: Any) -> list[int]:
+    """generation_config.json's eos ids beside the tokenizer (GLM: `<|user|>`, gpt-oss: `<|return|>`, `<|call|>`)."""
+    from pathlib import Path
+
+    path = Path(str(getattr(tokenizer, "name_or_path", ""))) / "generation_config.json"
+    try:
+        eos = json.loads(path.read_text(encoding="utf-8")).get("eos_token_id") if path.is_file() else None
+    except (OSError, ValueError):
+        return []
+    return [int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
+
+
 def has_reasoning(content: str) -> bool:
     """The data's own markup (LF datasets write reasoning inline)."""
     return split_reasoning(content)[0] is not None or DATA_MARKUP[0] in content
