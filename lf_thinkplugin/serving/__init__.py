@@ -27,7 +27,7 @@ from .bundle import BUNDLE, Bundle, ExportError, adds_bos, build_bundle, write_b
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lf-think export", description="Serving bundle (vLLM, Ollama, LMDeploy) of a template.")
+    parser = argparse.ArgumentParser(prog="lf-think export", description="Serving bundle (vLLM, SGLang, Ollama, LMDeploy) of a template.")
     parser.add_argument("--template", help="registered LF or plugin template the model was trained with "
                         "(default: the one --out's thinkplugin_run.json records)")
     parser.add_argument("--tokenizer", help="folder with the model's tokenizer, or its hub id (HF cache) "

@@ -69,7 +69,7 @@ def _call(name: str = NAME, n: int = 1, two_args: bool = False) -> str:
     return json.dumps(calls[0] if n == 1 else calls, ensure_ascii=False)
 
 
-def _common_prefix(a: str, b: str, opener: Optional[str]) -> str:
+def _common_prefix(a: str, b: str, opener: Optional[str], closer: Optional[str] = None) -> str:
     n = 0
     while n < min(len(a), len(b)) and a[n] == b[n]:
         n += 1
@@ -79,6 +79,8 @@ def _common_prefix(a: str, b: str, opener: Optional[str]) -> str:
         common = common[:cut]
     if opener and opener in common:  # keep the block (GLM's empty `<think></think>` too) with the reasoning lead
         common = common[: common.rfind(opener)]
+    if closer and closer in common:  # a closer alone (GLM-4.7-Flash: `<|assistant|></think>` before an answer)
+        common = common[: common.rfind(closer)]
     return common
 
 
@@ -173,7 +175,7 @@ def _learn(tokenizer: Any, chat_template: str, fmt: Any) -> Slots:
     post_r, post_0 = _between(with_r, A, Q2), _between(no_r, A, Q2)
     if post_r != post_0:
         raise SlotsError("the end of an earlier answer depends on its reasoning")
-    ua = _common_prefix(pre_r, pre_0, opener)
+    ua = _common_prefix(pre_r, pre_0, opener, fmt.closer)
     trans["user>assistant"], trans["assistant>user"] = ua, post_0
     lead_r, lead_0 = pre_r[len(ua):], pre_0[len(ua):]
     answer = {"E": lead_0}
