@@ -166,8 +166,11 @@ def test_serving_bundle_of_native_is_the_models_own_template(name: str, tmp_path
     tok = load(model_dir(fam, tmp_path_factory.getbasetemp()))
     bundle = build_bundle("native", tok, True)
     assert bundle.files["chat_template.jinja"] == tok.chat_template
-    assert set(bundle.files) == {"chat_template.jinja", "SERVING.md"} and bundle.parity.ok
-    assert "No `Modelfile` or `lmdeploy_chat_template.json` is written for `native`" in bundle.files["SERVING.md"]
+    assert {"chat_template.jinja", "Modelfile", "SERVING.md"} <= set(bundle.files) and bundle.parity.ok
+    # every engine from the learnt format (issue 26; the engines' own checks: tests/test_serving_native.py)
+    parser = {"gpt-oss": "openai_gptoss", "qwen3": "qwen3"}[name]
+    assert f"--reasoning-parser {parser}" in bundle.files["SERVING.md"]
+    assert {"gpt-oss": "PARSER harmony", "qwen3": "PARSER qwen3-thinking"}[name] in bundle.files["Modelfile"]
 
 
 def test_gpt_oss_native_equals_the_official_harmony_renderer(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
