@@ -100,7 +100,7 @@ def test_demo_recipe_trains(tmp_path):
     assert think_model >= 0.9 and nothink_model >= 0.9, row  # trained: the format was learned
     assert think_base <= 0.1 and nothink_base <= 0.1, row  # the untrained baseline
     assert (tmp_path / "demo" / "eval.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "parity with LF's training encoder on 10/10 probes" in proc.stdout
+    assert "parity with LF's training encoder on 12/12 probes" in proc.stdout  # tool-call probes included
     again = lf_think(["demo", "--out", str(tmp_path / "demo")])
     assert again.returncode == 2 and "--force" in again.stderr  # never silently overwrites
 
