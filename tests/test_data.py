@@ -160,11 +160,11 @@ def test_report_policy_comes_from_the_run_context():
     data = aligned([GOOD, BAD])
     assert len(report_malformed(data, "demo")) == 2  # no thinkplugin block: warn
     ctx = RunContext.create({"on_malformed": "skip"}, {"model_name_or_path": "m"}, from_cli=False)
-    kept = ctx.dataset(data, SimpleNamespace(dataset_name="demo"), SimpleNamespace(template=None))
+    kept = ctx.dataset(data, SimpleNamespace(dataset_name="demo"), SimpleNamespace(template=None, dataset_dir="data"))
     assert len(kept) == 1
     ctx = RunContext.create({"on_malformed": "error"}, {"model_name_or_path": "m"}, from_cli=True)
     with pytest.raises(SystemExit) as exit_:  # a refusal inside LF's run on the command line: exit 2, no traceback
-        ctx.dataset(data, SimpleNamespace(dataset_name="demo"), SimpleNamespace(template=None))
+        ctx.dataset(data, SimpleNamespace(dataset_name="demo"), SimpleNamespace(template=None, dataset_dir="data"))
     assert exit_.value.code == 2
 
 
