@@ -23,6 +23,7 @@ from ..templates.format import DATA_MARKUP
 from .spans import IGNORE_INDEX, ThinkTags, apply_policy, think_tags
 
 SPAN_KEY = "think_span"
+KL_SPAN_KEY = "kl_" + SPAN_KEY  # KTO: the span map of the KL responses' labels (`kl_labels`)
 
 
 def tags_for(tokenizer: Any, template: Any = None) -> ThinkTags:
@@ -31,9 +32,14 @@ def tags_for(tokenizer: Any, template: Any = None) -> ThinkTags:
     return think_tags(tokenizer, words, getattr(template, "stop_words", None) or ())
 
 
+def think_collator_class(base_cls: type, kl: bool = False) -> type:
+    """A subclass of LF's collator class `base_cls` (SFT, pairwise, or with `kl` KTO's, whose KL responses'
+    labels get the policy too) that applies the think_loss policy; one class per (base, kl)."""
+    return _collator_class(base_cls, bool(kl))
+
+
 @functools.cache
-def think_collator_class(base_cls: type) -> type:
-    """A subclass of LF's SFT collator class `base_cls` that applies the think_loss policy."""
+def _collator_class(base_cls: type, kl: bool) -> type:
 
     @dataclass
     class ThinkCollator(base_cls):  # type: ignore[valid-type, misc]
@@ -56,17 +62,20 @@ def think_collator_class(base_cls: type) -> type:
             mask = batch.get("attention_mask") if self.label_pad_token_id != IGNORE_INDEX else None
             # = find(), masked_fill_ of the policy's spans, kinds(): in one scan (apply_policy's doc)
             batch[SPAN_KEY] = apply_policy(self.think_tags, labels, mask, self.options.think_loss)
+            if kl:
+                kl_mask = batch.get("kl_attention_mask") if mask is not None else None
+                batch[KL_SPAN_KEY] = apply_policy(self.think_tags, batch["kl_labels"], kl_mask, self.options.think_loss)
             return batch
 
         def __reduce__(self):  # a class made at run time pickles by its base (dataloader workers)
-            return _rebuild, (base_cls, dict(self.__dict__))
+            return _rebuild, (base_cls, kl, dict(self.__dict__))
 
     ThinkCollator.__name__ = ThinkCollator.__qualname__ = f"Think{base_cls.__name__}"
     return ThinkCollator
 
 
-def _rebuild(base_cls: type, state: dict[str, Any]) -> Any:
-    cls = think_collator_class(base_cls)
+def _rebuild(base_cls: type, kl: bool, state: dict[str, Any]) -> Any:
+    cls = _collator_class(base_cls, kl)
     obj = cls.__new__(cls)
     obj.__dict__.update(state)
     return obj

@@ -20,17 +20,14 @@ The DPO forward is LF's `concatenated_forward` with the weighted sum in place of
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from ..options import ThinkPluginOptions
-from .collator import SPAN_KEY, tags_for, think_collator_class
-from .spans import IGNORE_INDEX, REASONING, apply_policy
-
-KL_SPAN_KEY = "kl_" + SPAN_KEY
+from .collator import SPAN_KEY, think_collator_class
+from .spans import IGNORE_INDEX, REASONING
 
 
 @dataclass
@@ -62,45 +59,9 @@ def _detached(batch: dict[str, Any]) -> dict[str, Any]:
     return {k: v.detach().clone() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
-@functools.cache
-def think_kto_collator_class(base_cls: type) -> type:
-    """LF's KTO collator, then the policy on both the samples' labels and their KL responses' labels."""
-
-    @dataclass
-    class ThinkKTOCollator(base_cls):  # type: ignore[valid-type, misc]
-        options: ThinkPluginOptions | None = None
-
-        def __post_init__(self) -> None:
-            super().__post_init__()
-            if self.options is None:
-                self.options = ThinkPluginOptions()
-            self.think_tags = tags_for(self.tokenizer, self.template)
-
-        def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
-            batch = super().__call__(features)
-            for labels, key in (("labels", SPAN_KEY), ("kl_labels", KL_SPAN_KEY)):
-                batch[key] = apply_policy(self.think_tags, batch[labels], None, self.options.think_loss)
-            return batch
-
-        def __reduce__(self):  # a class made at run time pickles by its base (dataloader workers)
-            return _rebuild_kto, (base_cls, dict(self.__dict__))
-
-    ThinkKTOCollator.__name__ = ThinkKTOCollator.__qualname__ = f"Think{base_cls.__name__}"
-    return ThinkKTOCollator
-
-
-def _rebuild_kto(base_cls: type, state: dict[str, Any]) -> Any:
-    cls = think_kto_collator_class(base_cls)
-    obj = cls.__new__(cls)
-    obj.__dict__.update(state)
-    return obj
-
-
 def preference_collator_class(base_cls: type) -> type:
     """The think collator for LF's pairwise collator (DPO, RM) or its KTO collator."""
-    if base_cls.__name__.startswith("KTO"):
-        return think_kto_collator_class(base_cls)
-    return think_collator_class(base_cls)
+    return think_collator_class(base_cls, kl=base_cls.__name__.startswith("KTO"))
 
 
 def _span_metrics(prefix: str, side: str, reward_scale: torch.Tensor | float, policy: SequenceLogps,
