@@ -7,50 +7,18 @@ included; the trained span is the assistant turn after the processor's generatio
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-from conftest import require_fixture, require_multimodal
 from lfrun import train
+from media_support import IMAGE_PAD, INSTRUCT, QWEN35, build_vl_model, make_image
 
-from lf_thinkplugin.demo.fixtures import QWEN3
-
-IMAGE_PAD = 151655
-INSTRUCT = "multimodal/Qwen-Qwen3-VL-2B-Instruct.jinja"
-QWEN35 = "chat_templates/Qwen-Qwen3.5-4B.jinja"
 # (image side, user text, reasoning or None, answer)
 SAMPLES = [(1024, "What colour is this?", None, "Red."), (256, "Is it bright?", "The red is saturated.", "Yes.")]
 
 
-def build_vl_model(folder: Path, template: str) -> Path:
-    """Tokenizer + processor files + chat template + tiny config, and random weights for them."""
-    import torch
-    from transformers import AutoConfig, Qwen3VLForConditionalGeneration
-
-    fixtures = require_fixture(QWEN3).parent
-    require_multimodal()
-    folder.mkdir(parents=True)
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(fixtures / QWEN3 / name, folder / name)
-    for name in ("preprocessor_config.json", "video_preprocessor_config.json"):
-        shutil.copy(fixtures / "multimodal" / "qwen3_vl_processor" / name, folder / name)
-    shutil.copy(fixtures / template, folder / "chat_template.jinja")
-    torch.manual_seed(0)
-    config = AutoConfig.from_pretrained(str(fixtures / "multimodal" / "tiny-qwen3-vl"))
-    Qwen3VLForConditionalGeneration(config).save_pretrained(str(folder))
-    return folder
-
-
 def images(folder: Path) -> list[Path]:
-    from PIL import Image
-
-    out = []
-    for i, (side, *_) in enumerate(SAMPLES):
-        path = folder / f"image{i}.png"
-        Image.new("RGB", (side, side), (200, 40 * i, 30)).save(path)
-        out.append(path)
-    return out
+    return [make_image(folder / f"image{i}.png", side, (200, 40 * i, 30)) for i, (side, *_) in enumerate(SAMPLES)]
 
 
 def oracle(model: Path, image: Path, text: str, reasoning, answer, thinking: bool) -> tuple[list[int], list[int]]:
