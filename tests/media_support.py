@@ -40,3 +40,38 @@ def make_image(path: Path, side: int, colour: tuple[int, int, int]) -> Path:
 
     Image.new("RGB", (side, side), colour).save(path)
     return path
+
+
+def make_video(path: Path, frames: int, fps: int, side: int) -> Path:
+    """An MPEG-4 clip of `frames` frames at `fps` (PyAV, which LF and transformers decode with)."""
+    import av
+    import numpy as np
+
+    container = av.open(str(path), "w")
+    stream = container.add_stream("mpeg4", rate=fps)
+    stream.width = stream.height = side
+    stream.pix_fmt = "yuv420p"
+    for i in range(frames):
+        frame = av.VideoFrame.from_ndarray(np.full((side, side, 3), (i * 20) % 255, dtype=np.uint8), format="rgb24")
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    return path
+
+
+def processor_ids(model: Path, text: str, images: list[Path], videos: list[Path]) -> list[int]:
+    """The processor's own ids for a rendered chat text with these media: images opened with PIL, videos decoded
+    whole by transformers' PyAV reader and sampled by the video processor itself, as served (torchcodec, the
+    processor's default reader, is not installed beside LF's torch pin)."""
+    from PIL import Image
+    from transformers import AutoProcessor
+    from transformers.video_utils import load_video
+
+    processor = AutoProcessor.from_pretrained(str(model))
+    decoded = [load_video(str(v), backend="pyav") for v in videos]
+    kwargs = {"images": [Image.open(i) for i in images]} if images else {}
+    if videos:
+        kwargs.update(videos=[d[0] for d in decoded], video_metadata=[d[1] for d in decoded])
+    return [int(i) for i in processor(text=[text], return_tensors="pt", **kwargs)["input_ids"][0]]

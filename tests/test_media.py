@@ -1,81 +1,171 @@
-"""Images with `template: native` on a tiny random Qwen3-VL model built from the fixtures (the Qwen3 tokenizer, the
-Qwen3-VL processor files and config; the Qwen3-VL-Instruct template, and the Qwen3.5 template for thinking),
-through `llamafactory-cli train` with `tokenized_path`: every sample's ids equal the processor's own
-`apply_chat_template` on the same images (the oracle: the processor, not the plugin), image token counts
-included; the trained span is the assistant turn after the processor's generation prompt."""
+"""Images and videos with `template: native` on a tiny random Qwen3-VL model built from the fixtures (the Qwen3
+tokenizer, the Qwen3-VL processor files and config; the Qwen3-VL-Instruct template, and the Qwen3.5 template with
+thinking on and off), through `llamafactory-cli train` with `tokenized_path`: every sample's ids equal the
+processor's own rendering and media processing of the same files (the oracle: the processor, not the plugin), image
+and video token counts included; the trained span is the assistant turn after the processor's generation prompt.
+Multi-turn samples, a video outside the first message (an IndexError in LF's own Qwen3-VL plugin) and
+`expand_turns` (each per-turn sample keeps the media its messages hold) are among them."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 from lfrun import train
-from media_support import IMAGE_PAD, INSTRUCT, QWEN35, build_vl_model, make_image
+from media_support import (
+    IMAGE_PAD,
+    INSTRUCT,
+    QWEN35,
+    VIDEO_PAD,
+    build_vl_model,
+    make_image,
+    make_video,
+    processor_ids,
+)
 
-# (image side, user text, reasoning or None, answer)
-SAMPLES = [(1024, "What colour is this?", None, "Red."), (256, "Is it bright?", "The red is saturated.", "Yes.")]
+# name -> (messages as (role, content with LF's placeholders, reasoning or None), image sides, videos (frames, fps, side))
+CONVERSATIONS = {
+    "one image": ([("user", "<image>What colour is this?", None), ("assistant", "Red.", None)], [1024], []),
+    "reasoned": ([("user", "<image>Is it bright?", None), ("assistant", "Yes.", "The red is saturated.")], [256], []),
+    "two turns": ([("user", "<image>Describe it.", None), ("assistant", "A square.", "It has four sides."),
+                   ("user", "And the colour?", None), ("assistant", "Red.", "The pixels are red.")], [256], []),
+    # 3 s at 10 fps: the processor samples 6 frames (LF's own rule picks others: other timestamps in the text)
+    "video later": ([("user", "Watch this.", None), ("assistant", "Ready.", None),
+                     ("user", "<video>What happens?", None), ("assistant", "It flickers.", "The frames change.")],
+                    [], [(30, 10, 128)]),
+}
+PLACEHOLDER = re.compile(r"(<image>|<video>)")
 
 
-def images(folder: Path) -> list[Path]:
-    return [make_image(folder / f"image{i}.png", side, (200, 40 * i, 30)) for i, (side, *_) in enumerate(SAMPLES)]
+def write_data(folder: Path, thinking_data: bool) -> list[tuple[list[tuple], list[Path], list[Path]]]:
+    """The LF dataset `vl` (sharegpt, reasoning in `<think>` markup) and the conversations with their files."""
+    folder.mkdir()
+    rows, out = [], []
+    for n, (messages, sides, clips) in enumerate(CONVERSATIONS.values()):
+        messages = [(role, text, reasoning if thinking_data else None) for role, text, reasoning in messages]
+        images = [make_image(folder / f"image{n}_{i}.png", side, (200, 40 * i, 30)) for i, side in enumerate(sides)]
+        videos = [make_video(folder / f"video{n}_{i}.mp4", *clip) for i, clip in enumerate(clips)]
+        rows.append({"messages": [{"role": role, "content": text if r is None else f"<think>\n{r}\n</think>\n\n{text}"}
+                                  for role, text, r in messages],
+                     "images": [str(p) for p in images], "videos": [str(p) for p in videos]})
+        out.append((messages, images, videos))
+    (folder / "vl.json").write_text(json.dumps(rows))
+    (folder / "dataset_info.json").write_text(json.dumps({"vl": {
+        "file_name": "vl.json", "formatting": "sharegpt",
+        "columns": {"messages": "messages", "images": "images", "videos": "videos"},
+        "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}}}))
+    return out
 
 
-def oracle(model: Path, image: Path, text: str, reasoning, answer, thinking: bool) -> tuple[list[int], list[int]]:
-    """(prompt ids, full ids): the prompt from the processor's own chat template and image processing; the turn is
-    the text the template renders after that prompt, tokenized on its own, as the model generates it (where the
-    prompt opens the think block, `\n</think>` after `<think>\n` tokenizes apart from `<think>\n\n</think>`)."""
-    from PIL import Image
+def hf_messages(messages: list[tuple], images: list[Path], videos: list[Path]) -> list[dict]:
+    """The conversation as the processor's chat template takes it: typed chunks where LF has placeholders."""
+    files = {"<image>": iter(images), "<video>": iter(videos)}
+    out = []
+    for role, text, reasoning in messages:
+        chunks = [{"type": part[1:-1], part[1:-1]: str(next(files[part]))} if part in files else
+                  {"type": "text", "text": part} for part in PLACEHOLDER.split(text) if part]
+        out.append({"role": role, "content": chunks, **({"reasoning_content": reasoning} if reasoning else {})})
+    return out
+
+
+def oracle(model: Path, messages: list[tuple], images: list[Path], videos: list[Path],
+           thinking: bool) -> tuple[list[int], list[int]]:
+    """(prompt ids, full ids) for a conversation trained on its last turn: the prompt is the processor's rendering
+    up to its generation prompt with the media of those messages; the turn is the text the template renders after
+    it, tokenized on its own as the model generates it (where the prompt opens the think block, `\\n</think>` after
+    `<think>\\n` tokenizes apart from `<think>\\n\\n</think>`)."""
     from transformers import AutoProcessor
 
     processor = AutoProcessor.from_pretrained(str(model))
-    user = [{"role": "user", "content": [{"type": "image", "image": Image.open(image)}, {"type": "text", "text": text}]}]
-    turn = {"role": "assistant", "content": [{"type": "text", "text": answer}]}
-    if reasoning is not None:
-        turn["reasoning_content"] = reasoning
     kw = {"enable_thinking": thinking} if "enable_thinking" in processor.chat_template else {}
-    prompt = list(processor.apply_chat_template(user, tokenize=True, return_dict=True, add_generation_prompt=True,
-                                                **kw)["input_ids"][0])
-    prompt_text = processor.apply_chat_template(user, tokenize=False, add_generation_prompt=True, **kw)
-    full_text = processor.apply_chat_template(user + [turn], tokenize=False, **kw)
+    conversation = hf_messages(messages, images, videos)
+    prompt_text = processor.apply_chat_template(conversation[:-1], tokenize=False, add_generation_prompt=True, **kw)
+    full_text = processor.apply_chat_template(conversation, tokenize=False, **kw)
     assert full_text.startswith(prompt_text)
+    prompt = processor_ids(model, prompt_text, images, videos)
     rest = processor.tokenizer(full_text[len(prompt_text):], add_special_tokens=False)["input_ids"]
     return prompt, prompt + list(rest)
 
 
-@pytest.mark.parametrize("template", [INSTRUCT, QWEN35], ids=["qwen3-vl-instruct", "qwen3.5-thinking"])
-def test_images_train_as_the_processor_renders_them(template, tmp_path):
+def prefixes(messages: list[tuple], images: list[Path], videos: list[Path], expand: bool):
+    """The samples a conversation becomes: itself, or one per assistant turn (`expand_turns`) with the media its
+    messages hold."""
+    ends = [i + 1 for i, (role, *_) in enumerate(messages) if role == "assistant"] if expand else [len(messages)]
+    for end in ends:
+        text = "".join(t for _, t, _ in messages[:end])
+        yield messages[:end], images[:text.count("<image>")], videos[:text.count("<video>")]
+
+
+RUNS = {  # name -> (chat template, enable_thinking, reasoning in the data, expand_turns)
+    "instruct": (INSTRUCT, False, True, False),
+    "qwen3.5-thinking-expanded": (QWEN35, True, True, True),
+    "qwen3.5-off-expanded": (QWEN35, False, False, True),
+}
+
+
+@pytest.mark.parametrize("run", list(RUNS))
+def test_media_train_as_the_processor_renders_them(run, tmp_path):
     from datasets import load_from_disk
 
+    template, thinking, thinking_data, expand = RUNS[run]
     model = build_vl_model(tmp_path / "model", template)
-    files = images(tmp_path)
-    data = tmp_path / "data"
-    data.mkdir()
-    rows = [{"messages": [{"role": "user", "content": "<image>" + text},
-                          {"role": "assistant", "content": answer if r is None else f"<think>\n{r}\n</think>\n\n{answer}"}],
-             "images": [str(path)]} for (_, text, r, answer), path in zip(SAMPLES, files, strict=True)]
-    (data / "vl.json").write_text(json.dumps(rows))
-    (data / "dataset_info.json").write_text(json.dumps({"vl": {
-        "file_name": "vl.json", "formatting": "sharegpt", "columns": {"messages": "messages", "images": "images"},
-        "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}}}))
-    thinking = template == QWEN35
+    conversations = write_data(tmp_path / "data", thinking_data)
     config = {
         "model_name_or_path": str(model), "stage": "sft", "do_train": True, "finetuning_type": "lora",
-        "lora_target": "all", "dataset": "vl", "dataset_dir": str(data), "cutoff_len": 4096,
+        "lora_target": "all", "dataset": "vl", "dataset_dir": str(tmp_path / "data"), "cutoff_len": 4096,
         "enable_thinking": thinking, "tokenized_path": str(tmp_path / "tokenized"), "output_dir": str(tmp_path / "out"),
         "report_to": "none", "overwrite_cache": True, "max_steps": 1, "per_device_train_batch_size": 2,
-        "logging_steps": 1, "save_strategy": "no", "thinkplugin": {"template": "native", "export_serving": False},
+        "logging_steps": 1, "save_strategy": "no",
+        "thinkplugin": {"template": "native", "export_serving": False, "expand_turns": expand},
     }
     proc = train(config, tmp_path, timeout=600)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
-    assert "[lf_thinkplugin] media: image_max_pixels: 16777216 (the processor's, as served" in log
+    for line in ("image_max_pixels: 16777216", "image_min_pixels: 65536", "video_maxlen: 768", "video_fps: 2.0"):
+        assert f"[lf_thinkplugin] media: {line} (the processor's, as served" in log
     tokenized = load_from_disk(str(tmp_path / "tokenized" / "train"))
-    for (side, text, reasoning, answer), path, row in zip(SAMPLES, files, tokenized, strict=True):
-        prompt, full = oracle(model, path, text, reasoning, answer, thinking)
-        assert row["input_ids"] == full, (side, template)
-        assert full.count(IMAGE_PAD) == (side // 32) ** 2  # 16-pixel patches merged 2 x 2: 1024 tokens at 1024 x 1024
+    samples = [s for conversation in conversations for s in prefixes(*conversation, expand)]
+    assert len(tokenized) == len(samples) == (6 if expand else 4)
+    for (messages, images, videos), row in zip(samples, tokenized, strict=True):
+        prompt, full = oracle(model, messages, images, videos, thinking)
+        where = (run, messages[-2][1])
+        assert row["input_ids"] == full, where
+        assert full.count(IMAGE_PAD) == sum((image_side(p) // 32) ** 2 for p in images), where  # 16-px patches merged 2 x 2
+        assert (full.count(VIDEO_PAD) > 0) == bool(videos), where
         trained = [i for i, label in enumerate(row["labels"]) if label != -100]
-        assert trained and trained[0] == len(prompt), (side, template)  # the turn after the processor's prompt
-        assert row["labels"][len(prompt):] == full[len(prompt):]
+        assert row["labels"][len(prompt):] == full[len(prompt):], where  # the last turn, all of it
+        if expand:  # LF's mask_history: the sample's last turn only
+            assert trained and trained[0] == len(prompt), where
     assert "'loss_answer'" in log  # a LoRA step on the tiny VL model, with span logging
+
+
+def image_side(path: Path) -> int:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.width
+
+
+def test_a_placeholder_without_its_file_names_the_sample(tmp_path):
+    model = build_vl_model(tmp_path / "model", QWEN35)
+    data = tmp_path / "data"
+    data.mkdir()
+    image = make_image(data / "a.png", 64, (1, 2, 3))
+    rows = [{"messages": [{"role": "user", "content": "<image>Fine."}, {"role": "assistant", "content": "Yes."}],
+             "images": [str(image)]},
+            {"messages": [{"role": "user", "content": "<image>Two <image> here."}, {"role": "assistant", "content": "No."}],
+             "images": [str(image)]}]
+    (data / "vl.json").write_text(json.dumps(rows))
+    (data / "dataset_info.json").write_text(json.dumps({"vl": {
+        "file_name": "vl.json", "formatting": "sharegpt", "columns": {"messages": "messages", "images": "images"},
+        "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}}}))
+    config = {"model_name_or_path": str(model), "stage": "sft", "do_train": True, "finetuning_type": "lora",
+              "dataset": "vl", "dataset_dir": str(data), "output_dir": str(tmp_path / "out"), "report_to": "none",
+              "max_steps": 1, "thinkplugin": {"template": "native"}}
+    proc = train(config, tmp_path, timeout=600)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 2, log[-3000:]
+    assert "Traceback" not in log
+    assert 'dataset `vl`, sample 1 ("<image>Two <image> here."): 2 <image> placeholder(s) for 1 image file(s)' in log

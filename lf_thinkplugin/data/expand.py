@@ -6,6 +6,9 @@ and as history: the template trains it once, the turns before stay context. Expa
 dataset (LF's `_prompt` / `_response` columns) into prefixes makes every turn the last turn of one
 sample, whose context is exactly what the template renders at inference; LF's `mask_history` (set by
 the run context) trains only that turn. Runs before tokenization, on the aligned dataset.
+
+Media: each sample keeps the images / videos / audios whose placeholders its messages hold (LF's media lists
+follow the placeholders in order), so a later turn's sample still sees the image of an earlier message.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from typing import Any
 from ..options import OptionsError
 
 RESPONSE_ROLES = ("assistant", "function")
-_MEDIA = ("_images", "_videos", "_audios")
 
 
 def split_conversation(prompt: list[dict], response: list[dict]) -> list[tuple[list[dict], list[dict]]]:
@@ -36,15 +38,23 @@ def expand_turns(dataset: Any, name: str) -> Any:
         raise OptionsError(f"`thinkplugin.expand_turns` expands SFT conversations (one response each); `{name}` has "
                            "samples with several responses (preference data)")
 
+    from llamafactory.extras.constants import (
+        AUDIO_PLACEHOLDER,
+        IMAGE_PLACEHOLDER,
+        VIDEO_PLACEHOLDER,
+    )
+
+    media = {"_images": IMAGE_PLACEHOLDER, "_videos": VIDEO_PLACEHOLDER, "_audios": AUDIO_PLACEHOLDER}
+
     def expand(batch: dict[str, list]) -> dict[str, list]:
         out: dict[str, list] = {key: [] for key in batch}
         for row in range(len(batch["_prompt"])):
-            if any(batch[m][row] for m in _MEDIA if m in batch):
-                raise OptionsError(f"`thinkplugin.expand_turns` with images / videos / audios is not supported "
-                                   f"(sample {row} of `{name}`): each prefix would need its own media placeholders")
             for prompt, response in split_conversation(batch["_prompt"][row], batch["_response"][row]):
                 for key in batch:
-                    out[key].append(prompt if key == "_prompt" else response if key == "_response" else batch[key][row])
+                    value = prompt if key == "_prompt" else response if key == "_response" else batch[key][row]
+                    if key in media and value:  # the files of the placeholders this prefix holds
+                        value = value[:sum(str(m["content"]).count(media[key]) for m in prompt + response)]
+                    out[key].append(value)
         return out
 
     return dataset.map(expand, batched=True, desc=f"Expanding turns of {name}")

@@ -6,27 +6,30 @@ LF's plugin replaces each `<image>` / `<video>` placeholder in the text with the
 template encodes it; the chat template then renders that text where the processor's `apply_chat_template`
 renders an image chunk and expands it: the same ids (tests/test_media.py, against the processor itself).
 Which plugin: by the processor class the model folder declares, verified per class (an unknown class with
-media is refused by LF's base plugin, naming the media type).
+media is refused by LF's base plugin, naming the media type). For Qwen3-VL it is LF's plugin with three
+fixes (`ServedQwen3VLPlugin`): a video's frames are sampled by the processor's rule, each video's timestamps
+and frame count are its own (LF reads the metadata of the message's index, an IndexError for a video outside
+the first message, and the first video's frame count for all), and a placeholder count that does not match
+the sample's media names the sample instead of raising LF's ValueError from a worker.
 
-The view of each image is the processor's: `served_limits` reads the pixel limits the processor serves
-with, which the run follows where the YAML sets none (LF's defaults, 768 x 768 for images, give a
-1024 x 1024 image 576 tokens where the served processor gives 1024).
+The view of each image is the processor's: `served_limits` reads the limits the processor serves with,
+which the run follows where the YAML sets none (LF's defaults, 768 x 768 for images, give a 1024 x 1024
+image 576 tokens where the served processor gives 1024; 128 frames at most per video where it serves 768).
 """
 
 from __future__ import annotations
 
-import copy
+import functools
 import json
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 # processor class -> the LF template whose multimodal plugin expands its media (checked token for token)
 PROCESSOR_PLUGINS = {"Qwen3VLProcessor": "qwen3_vl"}
-# LF's pixel keys -> (processor file, the processor's key in `size`)
-_LIMITS = {"image_min_pixels": ("preprocessor_config.json", "shortest_edge"),
-           "image_max_pixels": ("preprocessor_config.json", "longest_edge"),
-           "video_min_pixels": ("video_preprocessor_config.json", "shortest_edge"),
-           "video_max_pixels": ("video_preprocessor_config.json", "longest_edge")}
+# LF's image pixel keys -> the image processor's key in `size` (pixels per image, as LF counts them)
+_IMAGE_LIMITS = {"image_min_pixels": "shortest_edge", "image_max_pixels": "longest_edge"}
+_VIDEO_DEFAULTS = {"fps": 2.0, "min_frames": 4, "max_frames": 768}  # Qwen3VLVideoProcessor's class defaults
 
 
 def _read(folder: Path, name: str) -> dict[str, Any]:
@@ -37,7 +40,7 @@ def _read(folder: Path, name: str) -> dict[str, Any]:
         return {}
 
 
-def processor_class(folder: str | Path) -> Optional[str]:
+def processor_class(folder: str | Path) -> str | None:
     folder = Path(folder)
     for name in ("processor_config.json", "preprocessor_config.json"):
         found = _read(folder, name).get("processor_class")
@@ -46,32 +49,54 @@ def processor_class(folder: str | Path) -> Optional[str]:
     return None
 
 
-def media_plugin(folder: str | Path) -> Optional[Any]:
-    """LF's multimodal plugin for the folder's processor (a copy), or None where the class is not verified."""
+def media_plugin(folder: str | Path) -> Any | None:
+    """The multimodal plugin for the folder's processor, or None where the class is not verified."""
     name = PROCESSOR_PLUGINS.get(processor_class(folder) or "")
     if name is None:
         return None
     from llamafactory.data.template import TEMPLATES
 
-    return copy.deepcopy(TEMPLATES[name].mm_plugin)
+    lf_plugin = TEMPLATES[name].mm_plugin
+    served = served_video(folder)
+    return _served_plugin_class()(**{f.name: getattr(lf_plugin, f.name) for f in fields(lf_plugin)},
+                                  min_frames=int(served["min_frames"]))
 
 
-def served_limits(folder: str | Path) -> dict[str, int]:
-    """LF's pixel keys -> the value the folder's processor serves with (Qwen-VL: `size` shortest / longest edge,
-    which its image processor reads as pixel counts)."""
+def served_video(folder: str | Path) -> dict[str, float]:
+    """The video processor's frame sampling: fps, min_frames, max_frames (its file, else its class defaults)."""
+    config = _read(Path(folder), "video_preprocessor_config.json")
+    return {key: config.get(key) if isinstance(config.get(key), (int, float)) else value
+            for key, value in _VIDEO_DEFAULTS.items()}
+
+
+def served_limits(folder: str | Path) -> dict[str, float]:
+    """LF's media keys -> the value that makes LF show the model each medium as the folder's processor serves it.
+
+    Images: LF resizes each image into [image_min_pixels, image_max_pixels] before the image processor, so these
+    take the processor's own `size` bounds (pixels per image). Videos: the video processor's bounds count the
+    pixels of all frames together and it resizes the frames itself, so LF's per-frame limits must not act first
+    (video_min_pixels 1, video_max_pixels the processor's whole-video bound, which no frame exceeds alone in
+    practice); frames are sampled at the processor's fps, up to its max_frames."""
     folder = Path(folder)
     if processor_class(folder) not in PROCESSOR_PLUGINS:
         return {}
-    out = {}
-    for key, (file, edge) in _LIMITS.items():
-        value = (_read(folder, file).get("size") or {}).get(edge)
-        if isinstance(value, int):
-            out[key] = value
+    out: dict[str, float] = {}
+    size = _read(folder, "preprocessor_config.json").get("size") or {}
+    for key, edge in _IMAGE_LIMITS.items():
+        if isinstance(size.get(edge), int):
+            out[key] = size[edge]
+    video_size = _read(folder, "video_preprocessor_config.json").get("size") or {}
+    if isinstance(video_size.get("longest_edge"), int):
+        out["video_max_pixels"] = video_size["longest_edge"]
+        out["video_min_pixels"] = 1
+    served = served_video(folder)
+    out["video_fps"] = float(served["fps"])
+    out["video_maxlen"] = int(served["max_frames"])
     return out
 
 
 def follow_served_limits(lf_args: dict[str, Any], folder: str | Path) -> list[str]:
-    """Set LF's pixel limits the YAML leaves unset to the processor's; the report lines (a user's own value is
+    """Set LF's media limits the YAML leaves unset to the processor's; the report lines (a user's own value is
     kept and reported where it differs from what the processor serves)."""
     lines = []
     for key, served in served_limits(folder).items():
@@ -79,7 +104,80 @@ def follow_served_limits(lf_args: dict[str, Any], folder: str | Path) -> list[st
         if given is None:
             lf_args[key] = served
             lines.append(f"{key}: {served} (the processor's, as served; LF's default differs)")
-        elif int(given) != served:
+        elif float(given) != float(served):
             lines.append(f"{key}: {given} as set (the processor serves with {served}: the model trains on another "
                          "view of some media than it will be shown)")
     return lines
+
+
+@functools.cache
+def _served_plugin_class() -> type:
+    """LF's Qwen3-VL plugin with its video defects fixed (built on first use: LF is imported lazily)."""
+    from dataclasses import dataclass
+
+    import numpy as np
+    from llamafactory.data.mm_plugin import Qwen3VLPlugin
+    from llamafactory.extras.constants import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER
+
+    @dataclass
+    class ServedQwen3VLPlugin(Qwen3VLPlugin):
+        min_frames: int = 4
+
+        def _get_video_sample_indices(self, video_stream, video_fps: float, video_maxlen: int, **kwargs) -> list[int]:
+            # Qwen3VLVideoProcessor.sample_frames: int(frames / native fps * fps) within [min_frames, max], rounded
+            total = video_stream.frames
+            if total == 0 or not video_stream.average_rate:  # a stream without a frame count: LF's own rule
+                return super()._get_video_sample_indices(video_stream, video_fps, video_maxlen, **kwargs)
+            count = int(total / float(video_stream.average_rate) * video_fps)
+            count = min(max(count, self.min_frames), video_maxlen, total)
+            return np.linspace(0, total - 1, count).round().astype(int).tolist()
+
+        def process_messages(self, messages, images, videos, audios, processor):
+            from ..data.sample_errors import SampleError
+
+            self._validate_input(processor, images, videos, audios)
+            try:
+                self._validate_messages(messages, images, videos, audios)
+            except ValueError:
+                given = {"<image>": (IMAGE_PLACEHOLDER, images), "<video>": (VIDEO_PLACEHOLDER, videos)}
+                found = {tag: sum(str(m["content"]).count(ph) for m in messages) for tag, (ph, _) in given.items()}
+                reason = "; ".join(f"{found[tag]} {tag} placeholder(s) for {len(files)} {tag[1:-1]} file(s)"
+                                   for tag, (_, files) in given.items() if found[tag] != len(files))
+                raise SampleError(reason, "put one placeholder in the messages for each file of the sample's "
+                                  "`images` / `videos` list, in order, or remove the sample", messages) from None
+            messages = [dict(m) for m in messages]
+            image_processor = processor.image_processor
+            video_processor = processor.video_processor
+            image_merge = image_processor.merge_size ** 2
+            video_merge = video_processor.merge_size ** 2
+            image_grid, video_grid, video_meta = [None] * len(images), [None] * len(videos), []
+            if self.expand_mm_tokens:
+                mm_inputs = self._get_mm_token_metadata(images, videos, audios, processor)
+                if mm_inputs is None:
+                    mm_inputs = self._get_mm_inputs(images, videos, audios, processor)
+                image_grid = mm_inputs.get("image_grid_thw", [])
+                video_grid = mm_inputs.get("video_grid_thw", [])
+                video_meta = mm_inputs.get("video_metadata", [])
+            n_image = n_video = 0
+            for message in messages:
+                content = message["content"]
+                while IMAGE_PLACEHOLDER in content:
+                    seqlen = image_grid[n_image].prod() // image_merge if self.expand_mm_tokens else 1
+                    content = content.replace(
+                        IMAGE_PLACEHOLDER, f"{self.vision_bos_token}{self.image_token * seqlen}{self.vision_eos_token}", 1)
+                    n_image += 1
+                while VIDEO_PLACEHOLDER in content:
+                    if self.expand_mm_tokens:  # this video's own frames and timestamps
+                        grid, meta = video_grid[n_video], video_meta[n_video]
+                        stamps = processor._calculate_timestamps(meta.frames_indices, meta.fps, video_processor.merge_size)
+                        frame = self.vision_bos_token + self.video_token * int(grid[1:].prod() // video_merge) \
+                            + self.vision_eos_token
+                        structure = "".join(f"<{stamps[t]:.1f} seconds>{frame}" for t in range(int(grid[0])))
+                    else:
+                        structure = f"{self.vision_bos_token}{self.video_token}{self.vision_eos_token}"
+                    content = content.replace(VIDEO_PLACEHOLDER, structure, 1)
+                    n_video += 1
+                message["content"] = content
+            return messages
+
+    return ServedQwen3VLPlugin
