@@ -98,10 +98,10 @@ def prefixes(messages: list[tuple], images: list[Path], videos: list[Path], expa
         yield messages[:end], images[:text.count("<image>")], videos[:text.count("<video>")]
 
 
-RUNS = {  # name -> (chat template, enable_thinking, reasoning in the data, expand_turns)
-    "instruct": (INSTRUCT, False, True, False),
-    "qwen3.5-thinking-expanded": (QWEN35, True, True, True),
-    "qwen3.5-off-expanded": (QWEN35, False, False, True),
+RUNS = {  # name -> (chat template, enable_thinking, reasoning in the data, expand_turns, thinkplugin.template)
+    "instruct-auto": (INSTRUCT, False, True, False, "auto"),
+    "qwen3.5-thinking-expanded": (QWEN35, True, True, True, "native"),
+    "qwen3.5-off-expanded": (QWEN35, False, False, True, "native"),
 }
 
 
@@ -109,7 +109,7 @@ RUNS = {  # name -> (chat template, enable_thinking, reasoning in the data, expa
 def test_media_train_as_the_processor_renders_them(run, tmp_path):
     from datasets import load_from_disk
 
-    template, thinking, thinking_data, expand = RUNS[run]
+    template, thinking, thinking_data, expand, choice = RUNS[run]
     model = build_vl_model(tmp_path / "model", template)
     conversations = write_data(tmp_path / "data", thinking_data)
     config = {
@@ -118,15 +118,21 @@ def test_media_train_as_the_processor_renders_them(run, tmp_path):
         "enable_thinking": thinking, "tokenized_path": str(tmp_path / "tokenized"), "output_dir": str(tmp_path / "out"),
         "report_to": "none", "overwrite_cache": True, "max_steps": 1, "per_device_train_batch_size": 2,
         "logging_steps": 1, "save_strategy": "no",
-        "thinkplugin": {"template": "native", "export_serving": False, "expand_turns": expand},
+        "thinkplugin": {"template": choice, "export_serving": False, "expand_turns": expand},
     }
     proc = train(config, tmp_path, timeout=600)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
+    if choice == "auto":  # the probes are text: a processor folder whose media native verifies gets native
+        assert "[lf_thinkplugin] template: auto -> native" in log
     for line in ("image_max_pixels: 16777216", "image_min_pixels: 65536", "video_maxlen: 768", "video_fps: 2.0"):
         assert f"[lf_thinkplugin] media: {line} (the processor's, as served" in log
     tokenized = load_from_disk(str(tmp_path / "tokenized" / "train"))
     samples = [s for conversation in conversations for s in prefixes(*conversation, expand)]
+    tokens = sum((image_side(p) // 32) ** 2 for _, images, _ in samples for p in images)
+    count = sum(len(images) for _, images, _ in samples)
+    assert (f"[lf_thinkplugin] media: {count} images: {tokens:,} image tokens as trained, {tokens:,} as the processor "
+            "serves them (65536 to 16777216 pixels per image); the same in every sample") in log
     assert len(tokenized) == len(samples) == (6 if expand else 4)
     for (messages, images, videos), row in zip(samples, tokenized, strict=True):
         prompt, full = oracle(model, messages, images, videos, thinking)
@@ -146,6 +152,27 @@ def image_side(path: Path) -> int:
 
     with Image.open(path) as image:
         return image.width
+
+
+def test_check_reports_a_lower_pixel_limit_against_the_served_view(tmp_path):
+    """`lf-think check` with the user's own `image_max_pixels` (LF's default, 768 x 768): kept, and the image tokens
+    that would train are set against the processor's (1024 x 1024: 576 = 24^2 vs 1024 = 32^2 tokens)."""
+    from lfrun import lf_think
+
+    model = build_vl_model(tmp_path / "model", INSTRUCT)
+    write_data(tmp_path / "data", False)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(json.dumps({
+        "model_name_or_path": str(model), "stage": "sft", "do_train": True, "finetuning_type": "lora",
+        "dataset": "vl", "dataset_dir": str(tmp_path / "data"), "cutoff_len": 4096, "image_max_pixels": 768 * 768,
+        "output_dir": str(tmp_path / "out"), "thinkplugin": {"template": "native"}}))
+    proc = lf_think(["check", str(recipe)], tmp_path, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "image_max_pixels: 589824 as set (the processor serves with 16777216" in out
+    trained, served = 576 + 64 + 64, 1024 + 64 + 64  # the three image samples: 1024, 256 and 256 pixels a side
+    assert (f"media: 3 images: {trained:,} image tokens as trained, {served:,} as the processor serves them (65536 to "
+            "16777216 pixels per image); 1 sample(s) differ (tokenized samples 0)") in out
 
 
 def test_a_placeholder_without_its_file_names_the_sample(tmp_path):

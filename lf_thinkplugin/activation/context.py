@@ -291,6 +291,14 @@ class RunContext:
                   + (f"; {total - trained} samples carry no loss (named above where a turn was left untrained)"
                      if trained < total else ""), flush=True)
 
+    def media_report(self, dataset: Any, tokenizer: Any) -> None:
+        """The image tokens that train against those the model's processor serves (templates/media.py)."""
+        from ..templates.media import image_token_report
+
+        line = image_token_report(dataset, self.model_dir, tokenizer)
+        if line and rank0():
+            print(f"[lf_thinkplugin] media: {line}", flush=True)
+
     def tokenizer(self, tokenizer: Any, model_args: Any) -> Any:
         from ..loading.tokenizer import fix_lf_tokenizer
 

@@ -128,6 +128,13 @@ def _check(config: dict[str, Any], ctx: Any, template_given: Any, lines: list[st
 
             aligned = [d for _, d in ctx._aligned]
             lines.append(pair_stats(aligned, template, tokenizer, finetuning_args.stage, len(train_set)))
+        if train_set is not None:  # images: the view that trains against the one the processor serves
+            from ..templates.media import image_token_report
+
+            media = image_token_report(train_set, ctx.model_dir if ctx is not None else model_args.model_name_or_path,
+                                       tokenizer)
+            if media:
+                lines.append(f"media: {media}")
         if ctx is not None and ctx._carried:  # template settings: the mix in the data, reasoning length per value
             from ..data.template_settings import mix_lines
             from ..templates.reasoning import split_reasoning

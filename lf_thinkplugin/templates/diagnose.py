@@ -14,7 +14,9 @@ Choice among templates with parity (they encode every probe identically, so any 
 the plugin's templates first (made for these official templates, and they keep parity under every
 `enable_thinking` mode), preferring one made for the model's config.json `model_type`; then LF's
 text-only templates before multimodal ones; then by name; `native` (the model's own chat template, for
-any family: native.py) last, so it is chosen where no registered template has full parity.
+any family: native.py) last, so it is chosen where no registered template has full parity. A folder with a
+processor whose media `native` verifies (templates/media.py) gets `native` first: the probes are text, and only
+`native` renders its images and videos as the processor does.
 """
 
 from __future__ import annotations
@@ -151,7 +153,7 @@ def _model_type(model_path: str) -> str | None:
     return None
 
 
-def choose(results: Sequence[Any], model_type: str | None) -> str | None:
+def choose(results: Sequence[Any], model_type: str | None, media: bool = False) -> str | None:
     """The recommended template among those with parity (rule in the module docstring)."""
     from llamafactory.data.template import TEMPLATES
 
@@ -162,7 +164,7 @@ def choose(results: Sequence[Any], model_type: str | None) -> str | None:
 
     def key(name: str) -> tuple:
         if name == "native":  # the model's own template: where no registered template has full parity
-            return (2, False, 0, name)
+            return (-1 if media else 2, False, 0, name)
         if name in plugin_order:
             return (0, name not in made_for, plugin_order[name], name)
         multimodal = type(TEMPLATES[name].mm_plugin).__name__ != "BasePlugin"
@@ -294,7 +296,9 @@ def diagnose(
     report = Report(model_path, type(tokenizer).__name__, enable_thinking, findings=findings, requested=template,
                     folder=folder, scanner=scanner)
     report.scan = scanner.scan()
-    report.recommended = choose(report.scan, _model_type(folder))
+    from .media import PROCESSOR_PLUGINS, processor_class
+
+    report.recommended = choose(report.scan, _model_type(folder), media=bool(folder) and processor_class(folder) in PROCESSOR_PLUGINS)
     checked = template or report.recommended
     if checked is not None:
         report.detail = scanner.check(checked)

@@ -132,6 +132,10 @@ def _served_plugin_class() -> type:
             count = min(max(count, self.min_frames), video_maxlen, total)
             return np.linspace(0, total - 1, count).round().astype(int).tolist()
 
+        def _validate_input(self, processor, images, videos, audios) -> None:
+            if images or videos or audios:  # a text-only sample needs no processor (the doctor's probes have none)
+                super()._validate_input(processor, images, videos, audios)
+
         def process_messages(self, messages, images, videos, audios, processor):
             from ..data.sample_errors import SampleError
 
@@ -145,6 +149,8 @@ def _served_plugin_class() -> type:
                                    for tag, (_, files) in given.items() if found[tag] != len(files))
                 raise SampleError(reason, "put one placeholder in the messages for each file of the sample's "
                                   "`images` / `videos` list, in order, or remove the sample", messages) from None
+            if not (images or videos):
+                return messages
             messages = [dict(m) for m in messages]
             image_processor = processor.image_processor
             video_processor = processor.video_processor
@@ -181,3 +187,42 @@ def _served_plugin_class() -> type:
             return messages
 
     return ServedQwen3VLPlugin
+
+
+def image_token_report(dataset: Any, folder: str | Path, tokenizer: Any) -> str | None:
+    """One line: the image tokens of a tokenized dataset (what trains) against what the folder's processor gives the
+    same images when it serves them (its `get_number_of_image_patches`, the count vLLM reserves); None when the
+    dataset holds no images or the processor is not verified. Samples cut by `cutoff_len` count as they train."""
+    plugin = media_plugin(folder)
+    if plugin is None or not hasattr(dataset, "__len__") or "images" not in getattr(dataset, "column_names", ()):
+        return None
+    from PIL import Image
+    from transformers import AutoImageProcessor
+
+    processor = AutoImageProcessor.from_pretrained(str(folder))
+    merge = processor.merge_size ** 2
+    token_id = tokenizer.convert_tokens_to_ids(plugin.image_token)
+    images = trained = served = 0
+    differ = []
+    for index, row in enumerate(dataset.select_columns(["input_ids", "images"])):
+        files = row["images"] or []
+        if not files:
+            continue
+        want = 0
+        for file in files:
+            with Image.open(file) as image:
+                want += processor.get_number_of_image_patches(image.height, image.width, {}) // merge
+        have = row["input_ids"].count(token_id)
+        images, trained, served = images + len(files), trained + have, served + want
+        if have != want:
+            differ.append(index)
+    if not images:
+        return None
+    size = processor.size if isinstance(processor.size, dict) else vars(processor.size)
+    line = (f"{images} images: {trained:,} image tokens as trained, {served:,} as the processor serves them "
+            f"({size.get('shortest_edge')} to {size.get('longest_edge')} pixels per image)")
+    if differ:
+        shown = ", ".join(map(str, differ[:5])) + (", ..." if len(differ) > 5 else "")
+        return line + (f"; {len(differ)} sample(s) differ (tokenized samples {shown}): the model trains on another view "
+                       "of those images than it will be shown (LF's image_max_pixels / image_min_pixels, or cutoff_len)")
+    return line + "; the same in every sample"
