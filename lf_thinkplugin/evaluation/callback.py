@@ -61,6 +61,11 @@ class ThinkEvalCallback(TrainerCallback):
         tokenizer = getattr(processing_class, "tokenizer", processing_class)
         if self._prompts is None:
             self._samples = load_samples(self.data, self.dataset_dir, limit=self.spec.prompts)
+            with_images = [s for s in self._samples if s.images]
+            if with_images:  # rendered through the processor by `lf-think eval` only: left out here, said once
+                print(f"[lf_thinkplugin] eval_think: {len(with_images)} of {len(self._samples)} prompts have images and "
+                      "are left out (`lf-think eval` on the output_dir evaluates them)", flush=True)
+                self._samples = [s for s in self._samples if not s.images]
             self._prompts = prompter(tokenizer, self.model_dir, TrainedWith(template=self.template, source="this run"))
         prompts, was_training = self._prompts, model.training
         model.eval()

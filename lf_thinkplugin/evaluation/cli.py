@@ -9,8 +9,10 @@ Renders each prompt with the template the model was trained on, generates greedi
 `enable_thinking=True`, nothink: False), classifies every output (lf_thinkplugin.evaluation.metrics)
 and prints a table per mode, the baseline (same prompt ids, other weights) side by side. Template settings
 (`--template-kwargs`, checked against what the chat template reads) go to every prompt; `--sweep` runs the
-prompts once per value of one setting and reports reasoning length per value (sweep.py). Progress goes to
-stderr after each batch. Exit 0 when it ran; 2 on bad input or an engine that is not available.
+prompts once per value of one setting and reports reasoning length per value (sweep.py). Prompts with images
+(an `images` column, `<image>` placeholders) go through the model folder's processor, at the served or the
+trained pixel limits (generate.load_media); the report adds how many had images and their image tokens. Progress
+goes to stderr after each batch. Exit 0 when it ran; 2 on bad input or an engine that is not available.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .generate import (
     Prompter,
     generate_hf,
     generate_vllm,
+    load_media,
     load_model,
     load_samples,
     load_tokenizer,
@@ -54,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model folder (a training output_dir, or the base model with --adapter)")
     p.add_argument("--adapter", help="LoRA adapter folder (a LoRA training output_dir)")
     p.add_argument("--baseline", help="model folder to compare with (e.g. the untrained base), same prompts")
-    p.add_argument("--data", required=True, help="JSON / JSONL file, or an LF dataset name in --dataset-dir")
+    p.add_argument("--data", required=True, help="JSON / JSONL file, or an LF dataset name in --dataset-dir; rows may "
+                   "carry `images` (paths relative to the dataset folder, `<image>` where each goes)")
     p.add_argument("--dataset-dir", default="data", help="folder of dataset_info.json for an LF dataset name")
     p.add_argument("--modes", help="comma-separated: think, nothink; or data: each prompt in the mode its reference "
                    "shows (think where it reasons, nothink where it answers directly); default think,nothink (think "
@@ -103,25 +107,34 @@ def run_model(name: str, model_dir: str, adapter: str | None, prompts: Prompter,
     `by_value`: label -> outputs, for a sweep."""
     settings = settings or [(None, {})]
     started = time.perf_counter()
-    model = load_model(model_dir, adapter, args.device) if args.engine == "hf" else load_vllm(model_dir, adapter)
+    vision = prompts.media is not None
+    model = load_model(model_dir, adapter, args.device, vision) if args.engine == "hf" else load_vllm(model_dir, adapter)
     load_s = time.perf_counter() - started
     records, timing, by_value = [], {}, {}
     for value, kwargs in settings:
         outputs = by_value.setdefault(value, [])
         for mode, samples in work:
-            ids = [prompts.ids(s.messages, mode == THINK, kwargs) for s in samples]
+            media = None
+            if vision:  # prompts with images through the processor (their tensors beside the ids)
+                inputs = [prompts.inputs(s, mode == THINK, kwargs) for s in samples]
+                ids, media = [i for i, _ in inputs], [m for _, m in inputs]
+            else:
+                ids = [prompts.ids(s.messages, mode == THINK, kwargs) for s in samples]
             t0 = time.perf_counter()
             if args.engine == "hf":
                 generated = generate_hf(model, prompts.tokenizer, ids, args.max_new_tokens, set(prompts.markup.stop_ids),
-                                        args.batch_size, progress=_progress(name, mode, value, t0))
+                                        args.batch_size, progress=_progress(name, mode, value, t0),
+                                        **({"media": media} if media is not None else {}))
             else:
                 generated = generate_vllm(model, adapter, ids, args.max_new_tokens, set(prompts.markup.stop_ids))
             seconds = time.perf_counter() - t0
-            for sample, gen in zip(samples, generated):
+            for sample, prompt_ids, gen in zip(samples, ids, generated):
                 out = classify(gen, prompts.tokenizer, prompts.markup, mode, args.max_new_tokens, sample.reference)
                 outputs.append(out)
+                seen = {"images": sample.images, "image_tokens": prompts.media.tokens[sample.where],
+                        "prompt_ids": prompt_ids} if sample.images else {}
                 records.append({"model": name, "prompt": sample.messages[-1]["content"], "reference": sample.reference,
-                                **({"settings": kwargs} if kwargs else {}), **out.to_dict()})
+                                **({"settings": kwargs} if kwargs else {}), **seen, **out.to_dict()})
             tokens = sum(o.tokens for o in outputs if o.mode == mode)
             key = mode if value is None else f"{mode} {value}"
             timing[key] = {"seconds": round(seconds, 3), "generated_tokens": tokens,
@@ -129,6 +142,23 @@ def run_model(name: str, model_dir: str, adapter: str | None, prompts: Prompter,
     first = by_value[settings[0][0]]
     return {"model": model_dir, "adapter": adapter, "load_seconds": round(load_s, 3), "timing": timing,
             "metrics": aggregate(first), "_records": records, "_by_value": by_value}
+
+
+def _images(args: argparse.Namespace, prompts: Prompter, samples: list) -> None:
+    """Prompts with images: the processor of the model folder (the adapter's where it saved one) renders them,
+    at the served or the trained pixel limits (generate.load_media); refused for vLLM and a text-only model."""
+    first = next(s for s in samples if s.images)
+    if args.engine != "hf":
+        raise EvalError(f"{first.where} has images: --engine {args.engine} does not take image prompts here yet; "
+                        "use --engine hf")
+    adapter = args.adapter and (Path(args.adapter) / "preprocessor_config.json").is_file()
+    prompts.media = load_media(args.adapter if adapter else args.model, [args.adapter, args.model], samples)
+    if args.baseline:  # the baseline is shown the same pixels: it must read images too
+        load_media(args.baseline, [], samples)
+    name = prompts.template
+    prompts.notes.append("prompts with images: the processor's chat template with typed image chunks"
+                         + (f" (LF template {name} renders the text-only prompts)" if name and name != "native" else ""))
+    prompts.notes.append(prompts.media.describe())
 
 
 def _fmt(value: Any, digits: int = 2) -> str:
@@ -233,6 +263,8 @@ def _main(args: argparse.Namespace, stdout: Any) -> int:
         thinking = modes != [NOTHINK]
         settings = [(label, prompts.check_settings(kw, thinking, "--sweep" if label is not None else "--template-kwargs")
                      if kw else {}) for label, kw in settings_list(base_settings, sweep)]
+        if any(s.images for s in samples):
+            _images(args, prompts, samples)
     except EvalError as err:
         print(f"[lf_thinkplugin] eval: error: {err}", file=sys.stderr)
         return 2
@@ -253,10 +285,18 @@ def _main(args: argparse.Namespace, stdout: Any) -> int:
                               "parsers": list(PARSERS), "notes": notes}
     if base_settings:
         report["template_kwargs"] = base_settings
+    if prompts.media is not None:  # filled as the prompts render (image tokens per prompt): set after the runs
+        report["images"] = {}
     report["model"] = run_model("model", args.model, args.adapter, prompts, work, args, settings)
     report["baseline"] = run_model("baseline", args.baseline, None, prompts, work, args, settings) if args.baseline else None
     records = report["model"].pop("_records") + (report["baseline"].pop("_records") if report["baseline"] else [])
     by_value = {run: report[run].pop("_by_value") for run in ("model", "baseline") if report[run]}
+    if prompts.media is not None:
+        tokens = list(prompts.media.tokens.values())
+        report["images"] = {"prompts_with_images": sum(1 for s in samples if s.images),
+                            "images": sum(len(s.images) for s in samples),
+                            "image_tokens_mean": sum(tokens) / len(tokens) if tokens else None,
+                            **prompts.media.to_dict()}
     if sweep is not None:
         from .sweep import sweep_report
 
@@ -276,6 +316,11 @@ def _main(args: argparse.Namespace, stdout: Any) -> int:
         print(title)
         print(f"{len(samples)} prompts from {args.data}; max_new_tokens {args.max_new_tokens}; engine {args.engine}; "
               f"vLLM parser {prompts.markup.parser}")
+        if prompts.media is not None:
+            img = report["images"]
+            print(f"images: {img['prompts_with_images']} of {len(samples)} prompts with images ({img['images']} images); "
+                  f"image tokens per prompt with images (mean) {_fmt(img['image_tokens_mean'], 1)}; pixel limits "
+                  f"from the {'trained run' if img['pixel_limits_from'] == 'run' else 'processor, as served'}")
         for note in notes:
             print(f"note: {note}")
         if sweep is not None:

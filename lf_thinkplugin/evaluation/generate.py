@@ -7,11 +7,15 @@ tokenizer's chat template renders them (in a plugin output_dir that is the servi
 token parity with training checked). The reasoning format (templates/format.py) gives the markup the
 outputs are read with, the vLLM parser, and the switch between the modes (a keyword argument, a value,
 or a flag in the system / user text); a template whose prompt does not change with it has no nothink mode.
+Prompts with images (LF's `images` column and `<image>` placeholders) are rendered by the model folder's processor
+(`Media`): its own chat template on typed chunks, its image tokens and pixel tensors, at the served pixel limits
+or the trained run's where its record differs.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +76,8 @@ class Sample:
     messages: list[dict[str, str]]  # the conversation up to the turn to generate
     reference: str | None = None  # reference answer (reasoning removed)
     thinks: bool | None = None  # the reference reasons (a non-blank think block); None: no reference
+    images: list[str] = field(default_factory=list)  # image files (resolved), in the order of the placeholders
+    where: str = ""  # "sample 3 of FILE ("first words…")", for messages that name it
 
 
 def _sample_of(messages: list[dict[str, str]], content: Any) -> Sample:
@@ -100,6 +106,16 @@ def _role(message: dict[str, Any], tags: dict[str, str]) -> tuple[str, str]:
     return names.get(role, role), content
 
 
+IMAGE_PLACEHOLDER = os.environ.get("IMAGE_PLACEHOLDER", "<image>")  # LF's placeholder (and its env override)
+
+
+def _media(record: dict[str, Any], columns: dict[str, str], key: str) -> list[Any]:
+    value = record.get(columns.get(key, key))
+    if value is None or value == "":
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 def _sample(record: dict[str, Any], columns: dict[str, str], tags: dict[str, str]) -> Sample | None:
     messages_key = columns.get("messages", "messages" if "messages" in record else "conversations")
     if messages_key in record:
@@ -122,11 +138,38 @@ def _sample(record: dict[str, Any], columns: dict[str, str], tags: dict[str, str
     return _sample_of(msgs, reference)
 
 
+def _media_file(name: Any, media_dir: Path, where: str) -> str:
+    """The image file as LF finds it: media_dir/name where that is a file, else name as given."""
+    if isinstance(name, dict) and isinstance(name.get("path"), str):  # an HF datasets Image record
+        name = name["path"]
+    if not isinstance(name, str) or not name:
+        raise EvalError(f"{where}: an `images` entry must be a file path, got {name!r}")
+    for candidate in (media_dir / name, Path(name)):
+        if candidate.is_file():
+            return str(candidate)
+    raise EvalError(f"{where}: image {name!r} not found (looked in {media_dir} and {Path.cwd()}); relative paths are "
+                    "read against the dataset's folder (--dataset-dir, or the data file's own folder)")
+
+
+def _place_images(sample: Sample) -> None:
+    """Each image has its `<image>` placeholder in the text (as LF requires); without any, the images go before
+    the text of the last user message (the eval JSON's `prompt` + `images`); another count is refused."""
+    found = sum(str(m["content"]).count(IMAGE_PLACEHOLDER) for m in sample.messages)
+    if found == 0:
+        last = max(i for i, m in enumerate(sample.messages) if m["role"] == "user")
+        sample.messages[last] = {**sample.messages[last],
+                                 "content": IMAGE_PLACEHOLDER * len(sample.images) + str(sample.messages[last]["content"])}
+    elif found != len(sample.images):
+        raise EvalError(f"{sample.where}: {len(sample.images)} images but {found} {IMAGE_PLACEHOLDER} placeholders in "
+                        "its prompt; write one placeholder where each image goes")
+
+
 def load_samples(data: str, dataset_dir: str = "data", limit: int | None = None) -> list[Sample]:
     """Samples from a JSON / JSONL file (sharegpt / OpenAI messages, alpaca, query-response records), or an
     LF dataset name looked up in dataset_dir/dataset_info.json (its columns and tags honoured)."""
     path, columns, tags = Path(data), {}, {}
-    if not path.is_file():
+    named = not path.is_file()
+    if named:
         info_file = Path(dataset_dir) / "dataset_info.json"
         info = json.loads(info_file.read_text(encoding="utf-8")) if info_file.is_file() else {}
         if data not in info:
@@ -136,10 +179,30 @@ def load_samples(data: str, dataset_dir: str = "data", limit: int | None = None)
         if "file_name" not in entry:
             raise EvalError(f"dataset {data!r} has no local `file_name` in {info_file} (hub datasets are not read here)")
         path, columns, tags = Path(dataset_dir) / entry["file_name"], entry.get("columns", {}), entry.get("tags", {})
-    samples = [s for s in (_sample(r, columns, tags) for r in _records(path)) if s is not None]
+    # LF joins a relative media path to `media_dir` (default: dataset_dir) where that file exists, else keeps it
+    # as given (relative to the working folder); a file given directly: its own folder plays dataset_dir's part
+    media_dir = Path(dataset_dir) if named else path.parent
+    from ..data.sample_errors import preview
+
+    samples: list[Sample] = []
+    for index, record in enumerate(_records(path)):
+        if limit and len(samples) == limit:
+            break
+        sample = _sample(record, columns, tags)
+        if sample is None:
+            continue
+        sample.where = f"sample {index} of {path} ({preview(sample.messages)})"
+        for kind in ("videos", "audios"):
+            if _media(record, columns, kind):
+                raise EvalError(f"{sample.where} has {kind}: `lf-think eval` reads images only so far; drop the "
+                                f"`{kind}` column from the prompts to evaluate")
+        sample.images = [_media_file(m, media_dir, sample.where) for m in _media(record, columns, "images")]
+        if sample.images:
+            _place_images(sample)
+        samples.append(sample)
     if not samples:
         raise EvalError(f"no prompts read from {path} (expected `messages` conversations or instruction/output records)")
-    return samples[:limit] if limit else samples
+    return samples
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -157,6 +220,7 @@ class Prompter:
     lf_template: Any = None  # LF's Template object: prompts encoded by LF's own training encoder
     format: Any = None  # the ReasoningFormat of the template that renders the prompts
     _settings: Any = None  # templates.settings.TemplateSettings, probed on first use
+    media: Any = None  # Media: how prompts with images are rendered (load_media), where any has images
 
     def ids(self, messages: list[dict[str, str]], thinking: bool, settings: dict[str, Any] | None = None) -> list[int]:
         """`settings`: the chat template's other keyword arguments (checked by `check_settings`)."""
@@ -170,6 +234,14 @@ class Prompter:
             self.lf_template.enable_thinking = thinking
             prompt, _ = self.lf_template.encode_oneturn(self.tokenizer, [*turns, {"role": "assistant", "content": ""}], system)
             return prompt
+        messages, kwargs = self._switched(messages, thinking)
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                                  chat_template=self.chat_template, **{**(settings or {}), **kwargs})
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def _switched(self, messages: list[dict[str, Any]], thinking: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """The messages and chat template arguments of the mode: the format's switch (a keyword argument, or a
+        `/no_think` flag in the system or last user message)."""
         switch = getattr(self.format, "switch", None)
         kwargs = switch.kwargs(thinking) if switch is not None else {"enable_thinking": thinking}
         if switch is not None and switch.kind == "flag":  # `/no_think` in the system or last user message
@@ -183,9 +255,17 @@ class Prompter:
             elif flag:
                 last = max(i for i, m in enumerate(messages) if m["role"] == "user")
                 messages[last]["content"] = f"{messages[last]['content']} {flag}"
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
-                                                  chat_template=self.chat_template, **{**(settings or {}), **kwargs})
-        return self.tokenizer.encode(text, add_special_tokens=False)
+        return messages, kwargs
+
+    def inputs(self, sample: Sample, thinking: bool, settings: dict[str, Any] | None = None) -> tuple[list[int], dict | None]:
+        """(prompt ids, the processor's media tensors or None): a sample with images through the processor (`media`),
+        any other as `ids`."""
+        if not sample.images:
+            return self.ids(sample.messages, thinking, settings), None
+        if self.media is None:
+            raise EvalError(f"{sample.where} has images, but no processor was loaded for them")
+        messages, kwargs = self._switched(sample.messages, thinking)
+        return self.media.encode(messages, sample, {**(settings or {}), **kwargs})
 
     def render(self, messages: list[dict[str, str]], thinking: bool) -> str:
         return self.tokenizer.decode(self.ids(messages, thinking), skip_special_tokens=False)
@@ -305,15 +385,180 @@ def prompter(tokenizer: Any, model_dir: str, info: TrainedWith, template: str | 
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Images
+
+IMAGE_KEYS = ("image_min_pixels", "image_max_pixels")
+LF_IMAGE_DEFAULTS = {"image_min_pixels": 32 * 32, "image_max_pixels": 768 * 768}  # LF's ProcessorArguments defaults
+
+
+def _chunks(message: dict[str, Any]) -> dict[str, Any]:
+    """LF's `<image>` placeholders as the template's typed content chunks, the text around them as text chunks."""
+    content = message.get("content")
+    if not isinstance(content, str) or IMAGE_PLACEHOLDER not in content:
+        return message
+    parts: list[dict[str, str]] = []
+    for i, text in enumerate(content.split(IMAGE_PLACEHOLDER)):
+        if i:
+            parts.append({"type": "image"})
+        if text:
+            parts.append({"type": "text", "text": text})
+    return {**message, "content": parts}
+
+
+@dataclass
+class Media:
+    """Prompts with images: the processor's own chat template renders the typed chunks, the processor expands the
+    image tokens and makes the pixel tensors, each image seen at `limits` (the served processor's, or the trained
+    run's where its record says otherwise: then LF's own resize at those limits comes first, as in training)."""
+
+    processor: Any
+    folder: str  # where the processor was loaded from
+    image_token_id: int
+    served: dict[str, int]  # LF pixel keys -> the processor's
+    limits: dict[str, int]  # what the images are seen with
+    source: str  # "processor" | "run"
+    record: str | None = None  # the run record that set the limits (or agreed with the processor's)
+    resize: Any = None  # PIL image -> PIL image at the run's limits (LF's pre-processing); None: the processor's own
+    _loaded: dict[str, Any] = field(default_factory=dict)
+    tokens: dict[str, int] = field(default_factory=dict)  # sample.where -> image tokens in its prompt
+
+    def images(self, sample: Sample) -> list[Any]:
+        from PIL import Image
+
+        out = []
+        for path in sample.images:
+            if path not in self._loaded:
+                try:
+                    with Image.open(path) as img:
+                        image = img.convert("RGB")
+                except (OSError, ValueError) as err:
+                    raise EvalError(f"{sample.where}: image {path} cannot be read ({err})") from None
+                self._loaded[path] = self.resize(image) if self.resize is not None else image
+            out.append(self._loaded[path])
+        return out
+
+    def encode(self, messages: list[dict[str, Any]], sample: Sample, kwargs: dict[str, Any]) -> tuple[list[int], dict]:
+        chunked = [_chunks(m) for m in messages]
+        extra = {} if getattr(self.processor, "chat_template", None) else {
+            "chat_template": self.processor.tokenizer.chat_template}
+        text = self.processor.apply_chat_template(chunked, tokenize=False, add_generation_prompt=True, **extra, **kwargs)
+        encoded = self.processor(text=[text], images=self.images(sample), return_tensors="pt")
+        ids = encoded["input_ids"][0].tolist()
+        self.tokens[sample.where] = ids.count(self.image_token_id)
+        tensors = {k: v for k, v in encoded.items() if k not in ("input_ids", "attention_mask")}
+        return ids, tensors
+
+    def describe(self) -> str:
+        def show(limits: dict[str, int]) -> str:
+            return ", ".join(f"{k} {limits[k]}" for k in IMAGE_KEYS if k in limits) or "not read"
+
+        if self.source == "run":
+            differ = {k: v for k, v in self.limits.items() if self.served.get(k) != v}
+            return (f"image pixel limits: the trained run's ({self.record}: {show(differ)}), not the processor's "
+                    f"({show({k: self.served[k] for k in differ if k in self.served})}): images seen as in training")
+        agree = f"; the run trained with the same ({self.record})" if self.record else ""
+        return f"image pixel limits: the processor's, as served ({show(self.limits)}){agree}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"processor": type(self.processor).__name__, "pixel_limits": dict(self.limits),
+                "pixel_limits_from": self.source, "served_pixel_limits": dict(self.served),
+                **({"record": self.record} if self.record else {})}
+
+
+def _served(folder: str, image_processor: Any) -> dict[str, int]:
+    """The processor's pixel limits as LF's keys: templates/media.py's reading of the folder (the classes `native`
+    trains), else the image processor's `size` shortest / longest edge where those are pixel counts (Qwen-VL)."""
+    from ..templates.media import served_limits
+
+    limits = {k: v for k, v in served_limits(folder).items() if k in IMAGE_KEYS}
+    if limits:
+        return limits
+    size = getattr(image_processor, "size", None) or {}
+    get = size.get if isinstance(size, dict) else (lambda key: getattr(size, key, None))
+    edges = {"image_min_pixels": get("shortest_edge"), "image_max_pixels": get("longest_edge")}
+    return {k: int(v) for k, v in edges.items() if isinstance(v, int)} if get("longest_edge") else {}
+
+
+def _lf_resize(folder: str, limits: dict[str, int]) -> Any:
+    """LF's own pre-processing of an image at `limits` (its multimodal plugin for the folder's processor, as the
+    training run applied it), else the rule of LF's base plugin (scale into [min, max] pixels, RGB)."""
+    import math
+
+    from ..templates.media import media_plugin
+
+    plugin = media_plugin(folder)
+    if plugin is not None:
+        return lambda image: plugin._preprocess_image(image, **limits)
+
+    def base(image: Any) -> Any:  # llamafactory/data/mm_plugin.py BasePlugin._preprocess_image
+        for key, shrink in (("image_max_pixels", True), ("image_min_pixels", False)):
+            area = image.width * image.height
+            if (area > limits[key]) if shrink else (area < limits[key]):
+                factor = math.sqrt(limits[key] / area)
+                image = image.resize((int(image.width * factor), int(image.height * factor)))
+        return image
+
+    return base
+
+
+def load_media(folder: str, record_folders: Sequence[str | None], samples: Sequence[Sample]) -> Media:
+    """The processor of `folder` for the prompts with images; EvalError naming the first such sample where the
+    folder has no image processor."""
+    from ..templates.record import read_record
+
+    first = next(s for s in samples if s.images)
+    processor, why = None, ""
+    try:
+        from transformers import AutoProcessor
+
+        processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
+    except Exception as err:  # noqa: BLE001  (any failure to load one means: no processor to render images with)
+        why = f" ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+    image_processor = getattr(processor, "image_processor", None)
+    if image_processor is None:
+        raise EvalError(f"{first.where} has images, but the model folder {folder} has no image processor{why}: "
+                        "evaluate prompts with images on a vision-language model folder (its processor files, "
+                        "preprocessor_config.json, next to the weights), or drop their `images`")
+    tokenizer = processor.tokenizer
+    token = getattr(processor, "image_token", None)
+    image_token_id = getattr(processor, "image_token_id", None)
+    if image_token_id is None and token is not None:
+        image_token_id = tokenizer.convert_tokens_to_ids(token)
+    served = _served(folder, image_processor)
+    record_path, trained = None, {}
+    for candidate in record_folders:
+        record = read_record(candidate) if candidate else None
+        if record and record.get("media"):
+            record_path = record["path"]
+            trained = {k: int(v) for k, v in record["media"].items() if k in IMAGE_KEYS and v is not None}
+            break
+    differ = {k: v for k, v in trained.items() if served.get(k) != v}
+    if differ:
+        limits = {**LF_IMAGE_DEFAULTS, **served, **trained}
+        return Media(processor, folder, image_token_id, served, limits, "run", record_path, _lf_resize(folder, limits))
+    return Media(processor, folder, image_token_id, served, dict(served), "processor", record_path if trained else None)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Generation
 
 
-def load_model(model_dir: str, adapter: str | None = None, device: str = "cpu") -> Any:
+def load_model(model_dir: str, adapter: str | None = None, device: str = "cpu", vision: bool = False) -> Any:
+    """`vision`: the image-text-to-text class (prompts with images), else the causal LM one (a vision-language
+    config that the causal LM class does not map loads as image-text-to-text too)."""
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
     dtype = torch.float32 if device == "cpu" else torch.bfloat16
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, local_files_only=True)
+    if vision:
+        model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=dtype, local_files_only=True)
+    else:
+        try:
+            model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, local_files_only=True)
+        except ValueError as err:
+            if "Unrecognized configuration class" not in str(err):
+                raise
+            model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=dtype, local_files_only=True)
     if adapter:
         from peft import PeftModel
 
@@ -330,10 +575,31 @@ def load_tokenizer(folder: str) -> Any:
     return tok
 
 
+def _media_batch(batch: Sequence[list[int]], media: Sequence[dict | None], width: int, model: Any) -> dict[str, Any]:
+    """The processor's tensors of a batch: per-token ones (one row of the prompt's length, e.g. mm_token_type_ids)
+    left-padded with 0 (text-only prompts: zeros), the others (pixel_values, image_grid_thw) concatenated in order."""
+    import torch
+
+    device = next(model.parameters()).device
+    keys = sorted({k for m in media if m for k in m})
+    out = {}
+    for key in keys:
+        per_token = all(m[key].dim() == 2 and m[key].shape == (1, len(p)) for p, m in zip(batch, media) if m and key in m)
+        if per_token:
+            rows = [[0] * (width - len(p)) + (m[key][0].tolist() if m and key in m else [0] * len(p))
+                    for p, m in zip(batch, media)]
+            out[key] = torch.tensor(rows, device=device)
+        else:
+            value = torch.cat([m[key] for m in media if m and key in m])
+            out[key] = value.to(device, dtype=model.dtype) if value.is_floating_point() else value.to(device)
+    return out
+
+
 def generate_hf(model: Any, tokenizer: Any, prompts: Sequence[list[int]], max_new_tokens: int, stops: set[int],
-                batch_size: int = 8, progress: Any = None) -> list[list[int]]:
+                batch_size: int = 8, progress: Any = None, media: Sequence[dict | None] | None = None) -> list[list[int]]:
     """Greedy generation, batched with left padding; returns the ids generated after each prompt.
-    `progress(done, total)` is called after each batch (a long eval shows where it is)."""
+    `progress(done, total)` is called after each batch (a long eval shows where it is). `media`: per prompt, the
+    processor's tensors for its images (None for a text-only prompt)."""
     import torch
 
     pad = tokenizer.pad_token_id
@@ -344,9 +610,11 @@ def generate_hf(model: Any, tokenizer: Any, prompts: Sequence[list[int]], max_ne
         width = max(len(p) for p in batch)
         input_ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in batch], device=device)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=device)
+        extra = _media_batch(batch, media[start:start + batch_size], width, model) if media is not None else {}
         with torch.no_grad():
             out = model.generate(input_ids=input_ids, attention_mask=mask, do_sample=False, max_new_tokens=max_new_tokens,
-                                 eos_token_id=sorted(stops), pad_token_id=pad, temperature=None, top_p=None, top_k=None)
+                                 eos_token_id=sorted(stops), pad_token_id=pad, temperature=None, top_p=None, top_k=None,
+                                 **extra)
         outputs += [row[width:].tolist() for row in out]
         if progress is not None:
             progress(len(outputs), len(prompts))

@@ -33,15 +33,19 @@ def format_of(template: Any, tokenizer: Any) -> Optional[ReasoningFormat]:
 
 
 def write_record(folder: str | Path, template_name: Optional[str], enable_thinking: Optional[bool],
-                 fmt: Optional[ReasoningFormat], template_settings: Optional[dict[str, Any]] = None) -> Path:
+                 fmt: Optional[ReasoningFormat], template_settings: Optional[dict[str, Any]] = None,
+                 media: Optional[dict[str, int]] = None) -> Path:
     """`template_settings`: the run's `chat_template_kwargs`, the per-sample columns, the mix of settings in the
-    data (sorted JSON -> samples) and what the template reads with its defaults (RunContext.settings_record)."""
+    data (sorted JSON -> samples) and what the template reads with its defaults (RunContext.settings_record).
+    `media`: LF's pixel limits the run trained with (`image_max_pixels`, ...), for a model with a processor."""
     path = Path(folder) / RUN_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"version": VERSION, "template": template_name, "enable_thinking": enable_thinking,
               "format": fmt.to_dict() if fmt is not None else None}
     if template_settings is not None:
         record["template_settings"] = template_settings
+    if media:
+        record["media"] = media
     path.write_text(json.dumps(record, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return path
 
