@@ -12,7 +12,7 @@ os.environ.setdefault("LF_THINKPLUGIN_FIXTURES", str(REPO.parent / "shared" / "f
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from lf_thinkplugin.demo.fixtures import QWEN3, QWEN25, fixtures_dir, tokenizer_dir  # noqa: E402
+from lf_thinkplugin.demo.fixtures import QWEN3, QWEN25, fixtures_dir, tokenizer_dir
 
 
 def require_fixture(name: str) -> Path:
@@ -104,7 +104,13 @@ def hub_cache(tmp_path_factory) -> Path:
     from hf_cache import HUB_MODELS, build_hub_cache
 
     fixtures = {repo_id: require_fixture(name) for repo_id, name in HUB_MODELS.items()}
-    return build_hub_cache(tmp_path_factory.mktemp("hf_hub"), fixtures)
+    cache = build_hub_cache(tmp_path_factory.mktemp("hf_hub"), fixtures)
+    if (fixtures_dir() / "multimodal" / "tiny-qwen3-vl").is_dir():  # the VL recipe's test requires it by itself
+        from hf_cache import VL_MODELS, add_vl_model
+
+        for repo_id in VL_MODELS:
+            add_vl_model(cache, repo_id)
+    return cache
 
 
 @pytest.fixture

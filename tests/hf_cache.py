@@ -63,6 +63,20 @@ def add_model(cache: Path, repo_id: str, fixture: Path, seed: int = 0) -> Path:
     return snapshot
 
 
+# vision-language hub id -> the chat template (under the fixtures) of its tiny Qwen3-VL (tests/media_support.py)
+VL_MODELS = {"Qwen/Qwen3-VL-2B-Instruct": "multimodal/Qwen-Qwen3-VL-2B-Instruct.jinja"}
+
+
+def add_vl_model(cache: Path, repo_id: str) -> Path:
+    """A tiny random Qwen3-VL with the real tokenizer, processor files and chat template, under `repo_id`."""
+    from media_support import build_vl_model
+
+    snapshot = build_vl_model(snapshot_dir(cache, repo_id), VL_MODELS[repo_id])
+    (snapshot.parent.parent / "refs").mkdir(exist_ok=True)
+    (snapshot.parent.parent / "refs" / "main").write_text(commit_of(repo_id))
+    return snapshot
+
+
 def build_hub_cache(cache: Path, fixtures: dict[str, Path]) -> Path:
     """The cache folder (`HF_HUB_CACHE`) with every model of `fixtures` (hub id -> fixture folder)."""
     for repo_id, folder in fixtures.items():

@@ -6,8 +6,7 @@ with command-line overrides of steps and precision only."""
 import json
 
 import pytest
-
-from conftest import REPO, require_deepspeed, require_fixture
+from conftest import REPO, require_deepspeed, require_fixture, require_multimodal
 from lfrun import lf_think, log_history, train
 
 from lf_thinkplugin.demo.fixtures import QWEN3
@@ -24,6 +23,7 @@ EXPECTED = {
     "demo_tiny": "native (by thinkplugin.template: auto)",
     "qwen3_dpo_mask_reasoning": "native (by thinkplugin.template: auto)",
     "gpt_oss_effort_sft": "native (by the plugin)",
+    "qwen3_vl_think_lora": "native (by thinkplugin.template: auto)",
 }
 # the scale-down: steps and precision (a CPU has no bf16 training), nothing about the model or data
 SCALED_DOWN = ("max_steps=2", "logging_steps=1", "save_steps=100", "bf16=false")
@@ -54,6 +54,8 @@ def test_every_recipe_is_covered_and_documented():
 
 @pytest.mark.parametrize("recipe", sorted(set(EXPECTED) - {"qwen25_think_lora"}))  # 3b: after 3a, below
 def test_recipe_passes_check(recipe, workspace, hub_env):
+    if recipe == "qwen3_vl_think_lora":
+        require_multimodal()
     if recipe == "demo_tiny":  # its model is the tiny one `lf-think demo` builds
         from lf_thinkplugin.demo.tiny_model import build_tiny_model
 
@@ -64,6 +66,9 @@ def test_recipe_passes_check(recipe, workspace, hub_env):
                 "2 pair(s) mix a reasoned side and a direct answer") in report
     else:
         assert "data: 8 samples after preprocessing" in report
+    if recipe == "qwen3_vl_think_lora":  # 256 x 256 pictures: 64 image tokens each, as served
+        assert ("media: 8 images: 512 image tokens as trained, 512 as the processor serves them (65536 to 16777216 "
+                "pixels per image); the same in every sample") in report
     model = {"demo_tiny": "saves/tiny-qwen3"}.get(recipe)
     assert f"model: {model or shipped(recipe, 'model_name_or_path')} (tokenizer only;" in report
 
@@ -140,7 +145,7 @@ def test_recipe_trains_as_shipped(recipe, workspace, hub_env):
 
 def test_dpo_recipe_trains_as_shipped(workspace, hub_env):
     """Recipe 8: the pairs' reward parts are logged, and under mask_reasoning the reasoning part is zero."""
-    proc, out, steps = train_shipped("qwen3_dpo_mask_reasoning", workspace, hub_env)
+    _, out, steps = train_shipped("qwen3_dpo_mask_reasoning", workspace, hub_env)
     for row in steps:
         assert row["rewards/chosen_reasoning"] == 0 and row["rewards/rejected_reasoning"] == 0, row
         assert row["think/chosen_reasoning_tokens"] > 0, row
@@ -158,3 +163,16 @@ def test_think_token_recipes_chain(workspace, hub_env):
     check_recipe("qwen25_think_lora", workspace, hub_env)
     _, out, _ = train_shipped("qwen25_think_lora", workspace, hub_env)
     assert (out / "adapter_model.safetensors").is_file()
+
+
+def test_vl_recipe_trains_as_shipped(workspace, hub_env):
+    """Recipe 9: the tiny Qwen3-VL under the recipe's hub id, its images as the processor serves them, spans logged."""
+    require_multimodal()
+    proc, out, steps = train_shipped("qwen3_vl_think_lora", workspace, hub_env)
+    log = proc.stdout + proc.stderr
+    assert "template: auto -> native" in log
+    assert "[lf_thinkplugin] media: image_max_pixels: 16777216 (the processor's, as served" in log
+    assert "[lf_thinkplugin] media: 8 images: 512 image tokens as trained, 512 as the processor serves them" in log
+    assert all("loss_answer" in r and "loss_think" in r for r in steps)
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "Qwen/Qwen3-VL-2B-Instruct"

@@ -41,7 +41,9 @@ def _read(folder: Path, name: str) -> dict[str, Any]:
 
 
 def processor_class(folder: str | Path) -> str | None:
-    folder = Path(folder)
+    folder = model_folder(folder)
+    if folder is None:
+        return None
     for name in ("processor_config.json", "preprocessor_config.json"):
         found = _read(folder, name).get("processor_class")
         if found:
@@ -49,17 +51,30 @@ def processor_class(folder: str | Path) -> str | None:
     return None
 
 
+def model_folder(name_or_path: str | Path) -> Path | None:
+    """The local folder of a model folder or hub id (the HF cache's snapshot, as the tokenizer was loaded from)."""
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    from ..loading.hub import ModelNotFound, local_dir
+
+    try:
+        return local_dir(str(name_or_path)) if str(name_or_path) else None
+    except ModelNotFound:
+        return None
+
+
 def media_plugin(folder: str | Path) -> Any | None:
-    """The multimodal plugin for the folder's processor, or None where the class is not verified."""
-    name = PROCESSOR_PLUGINS.get(processor_class(folder) or "")
+    """The multimodal plugin for the folder's (or hub id's) processor, or None where the class is not verified."""
+    found = model_folder(folder)
+    name = PROCESSOR_PLUGINS.get(processor_class(found) or "") if found is not None else None
     if name is None:
         return None
     from llamafactory.data.template import TEMPLATES
 
     lf_plugin = TEMPLATES[name].mm_plugin
-    served = served_video(folder)
     return _served_plugin_class()(**{f.name: getattr(lf_plugin, f.name) for f in fields(lf_plugin)},
-                                  min_frames=int(served["min_frames"]))
+                                  min_frames=int(served_video(found)["min_frames"]))
 
 
 def served_video(folder: str | Path) -> dict[str, float]:
