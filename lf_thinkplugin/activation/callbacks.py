@@ -38,15 +38,17 @@ class RunRecordCallback(TrainerCallback):
         if not args.should_save:
             return
         from ..serving.callback import template_name
-        from ..templates.record import format_of, write_record
+        from ..templates.record import format_of, media_record, write_record
 
         tokenizer = processing_class if processing_class is not None else kwargs.get("tokenizer")
-        template = getattr(getattr(train_dataloader, "collate_fn", None), "template", None)
+        collator = getattr(train_dataloader, "collate_fn", None)
+        template = getattr(collator, "template", None)
         if tokenizer is None or template is None:
             return
         tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # a processor: its tokenizer
         write_record(args.output_dir, template_name(template), getattr(template, "enable_thinking", None),
-                     format_of(template, tokenizer), self.settings() if self.settings else None)
+                     format_of(template, tokenizer), self.settings() if self.settings else None,
+                     media_record(getattr(collator, "processor", None)))
 
 
 def plugin_callbacks(opts: "ThinkPluginOptions", token_plan: Any = None, settings: Any = None) -> list[TrainerCallback]:
