@@ -144,12 +144,16 @@ def media_md(ms: MediaServing) -> str:
     ollama = {name: image_tokens(big, big, size, ms.patch, ms.merge) for name, size in
               (("trained", trained), ("ollama", {**trained, "longest_edge": OLLAMA_MAX_PIXELS}))}
     lower = trained["longest_edge"] < proc["longest_edge"]
+    how = (f"Images were trained through LF's multimodal plugin for `{ms.processor_class}`: LF resized each image to "
+           f"`image_max_pixels` {_px(media.get('image_max_pixels'))} at most (`image_min_pixels` "
+           f"{_px(media.get('image_min_pixels'))} at least), then the processor applied its own `size`."
+           if media.get("image_max_pixels") is not None else
+           f"No run record holds LF's pixel limits for this model (`thinkplugin_run.json` `media`): the processor files "
+           f"carry `{ms.processor_class}`'s own limits, which a `template: native` run follows where its YAML sets none.")
     lines = [
         "## Media",
         "",
-        f"Images were trained through LF's multimodal plugin for `{ms.processor_class}`: LF resized each image to "
-        f"`image_max_pixels` {_px(media.get('image_max_pixels'))} at most (`image_min_pixels` "
-        f"{_px(media.get('image_min_pixels'))} at least), then the processor applied its own `size`.",
+        how,
         "",
         "| image pixels | trained | the processor's own `size` |",
         "|---|---|---|",
@@ -184,11 +188,12 @@ def media_md(ms: MediaServing) -> str:
         "",
         "### Video",
         "",
-        f"`video_preprocessor_config.json` is the processor's own. LF sampled frames at `video_fps` {media.get('video_fps')} "
-        f"(at most `video_maxlen` {media.get('video_maxlen')} frames) and resized each frame to at most `video_max_pixels` "
-        f"{_px(media.get('video_max_pixels'))} before the processor: no processor key holds a per-frame pixel limit "
-        "(Qwen3-VL's video `size` bounds all frames together), so the serving files cannot carry it; send videos "
-        "sampled and sized as in training.",
+        "`video_preprocessor_config.json` is the processor's own. "
+        + (f"LF sampled frames at `video_fps` {media.get('video_fps')} (at most `video_maxlen` {media.get('video_maxlen')} "
+           f"frames) and resized each frame to at most `video_max_pixels` {_px(media.get('video_max_pixels'))} before the "
+           "processor: " if media.get("video_max_pixels") is not None else "LF's per-frame limits apply before the processor: ")
+        + "no processor key holds a per-frame pixel limit (Qwen3-VL's video `size` bounds all frames together), so the "
+        "serving files cannot carry it; send videos sampled and sized as in training.",
         "",
         "### LMDeploy",
         "",
