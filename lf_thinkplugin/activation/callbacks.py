@@ -28,9 +28,6 @@ class SaveOptionsCallback(TrainerCallback):
                 yaml.safe_dump({"thinkplugin": dump_options(self.opts)}, f, allow_unicode=True, sort_keys=False)
 
 
-MEDIA_KEYS = ("image_min_pixels", "image_max_pixels", "video_min_pixels", "video_max_pixels")  # LF's, as trained
-
-
 class RunRecordCallback(TrainerCallback):
     """Writes output_dir/thinkplugin_run.json: the run's LF template and its reasoning format (for eval / export)."""
 
@@ -41,19 +38,17 @@ class RunRecordCallback(TrainerCallback):
         if not args.should_save:
             return
         from ..serving.callback import template_name
-        from ..templates.record import format_of, write_record
+        from ..templates.record import format_of, media_record, write_record
 
         tokenizer = processing_class if processing_class is not None else kwargs.get("tokenizer")
-        template = getattr(getattr(train_dataloader, "collate_fn", None), "template", None)
+        collator = getattr(train_dataloader, "collate_fn", None)
+        template = getattr(collator, "template", None)
         if tokenizer is None or template is None:
             return
         tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # a processor: its tokenizer
-        processor = getattr(train_dataloader.collate_fn, "processor", None)  # LF set its pixel limits on it
-        media = None
-        if getattr(processor, "image_processor", None) is not None:
-            media = {k: getattr(processor, k) for k in MEDIA_KEYS if isinstance(getattr(processor, k, None), int)}
         write_record(args.output_dir, template_name(template), getattr(template, "enable_thinking", None),
-                     format_of(template, tokenizer), self.settings() if self.settings else None, media)
+                     format_of(template, tokenizer), self.settings() if self.settings else None,
+                     media_record(getattr(collator, "processor", None)))  # LF set its pixel limits on it
 
 
 def plugin_callbacks(opts: "ThinkPluginOptions", token_plan: Any = None, settings: Any = None) -> list[TrainerCallback]:

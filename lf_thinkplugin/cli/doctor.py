@@ -5,8 +5,14 @@
     lf-think doctor --table --model PATH [--model PATH ...]     markdown parity table (docs/templates.md)
     lf-think doctor --families FIXTURES_DIR                     family table of `template: native` (docs/templates.md)
 
+A folder whose processor is a verified multimodal class (Qwen3-VL's) also gets a media section: probe
+conversations with a generated image, encoded by `template: native` through LF and compared token for token with
+the processor's own `apply_chat_template` (thinking on / off where the template has a switch), and the image
+tokens of a 1024 x 1024 image: the processor's grid at the limits it serves with, the plugin's count, LF's count
+at its default limits (serving/media.py).
+
 Exit status: 0 when the checked template (or, without --template, some template) has parity and
-nothing is broken, 1 otherwise, 2 for bad input.
+nothing is broken (media probes included), 1 otherwise, 2 for bad input.
 """
 
 from __future__ import annotations
@@ -95,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
             except SweepError as err:
                 raise DoctorError(str(err)) from None
         reports = [diagnose(path, args.template, mode, args.mask_history, settings) for path in args.model]
+        if not args.table:  # a vision-language model folder: media probes and image token counts
+            from ..serving.media import media_report
+
+            reports[0].media = media_report(reports[0].folder or args.model[0], mode)
     except DoctorError as err:
         print(f"lf-think doctor: {err}", file=sys.stderr)
         return 2

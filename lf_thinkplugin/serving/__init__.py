@@ -10,7 +10,9 @@ Writes into DIR:
   tokenizer's own template when that has parity with the template, else LF's generated Jinja;
 - `Modelfile`: Ollama (serving/ollama.py);
 - `lmdeploy_chat_template.json`: LMDeploy `ChatTemplateConfig` fields (serving/lmdeploy.py);
-- `SERVING.md`: the commands per engine and what each file cannot express.
+- `SERVING.md`: the commands per engine and what each file cannot express;
+- a vision-language model trained with `native`: its processor files with the pixel limits the run trained with
+  (`thinkplugin_run.json`'s `media`) and a Media section in SERVING.md (serving/media.py).
 The Jinja is checked against LF's training encoder on the doctor's probes before anything is written;
 the result goes into SERVING.md and the exit status (0 parity, 1 none, 2 bad input).
 `make_callbacks(opts)` writes the same bundle into output_dir (and each checkpoint) after training.
@@ -90,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"from {record['path']}: template {template}, enable_thinking {mode}")
     try:
         tokenizer, findings = load_tokenizer(args.tokenizer or args.out)
-        bundle = build_bundle(template, tokenizer, mode, args.num_ctx, record.get("template_settings") if record else None)
+        processor = _processor(args.tokenizer or args.out) if template == "native" else None
+        bundle = build_bundle(template, tokenizer, mode, args.num_ctx, record.get("template_settings") if record else None,
+                              processor, record.get("media") if record else None)
         written = write_bundle(bundle, Path(args.out), args.force)
     except (DoctorError, ExportError, ExistingFiles) as err:
         print(f"lf-think export: {err}", file=sys.stderr)
@@ -107,7 +111,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lmdeploy_chat_template.json cannot express: {limit}")
     for report in bundle.native.reports if bundle.native is not None else []:
         print(f"{report.engine}: {report.how}; {report.parity}")
+    if bundle.media is not None:
+        size = bundle.media.trained_image
+        print(f"media: {', '.join(bundle.media.files)} with the trained image limits (shortest_edge "
+              f"{size.get('shortest_edge')}, longest_edge {size.get('longest_edge')} pixels)")
     return 0 if parity.ok else 1
+
+
+def _processor(folder: str) -> Any:
+    """The folder's multimodal processor where its class is verified (templates/media.py), else None."""
+    from ..templates.diagnose import model_folder
+    from ..templates.media import PROCESSOR_PLUGINS, processor_class
+
+    path = model_folder(folder)
+    if processor_class(path) not in PROCESSOR_PLUGINS:
+        return None
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(path, local_files_only=True)
 
 
 def make_callbacks(opts: Any, settings: Any = None) -> list[Any]:

@@ -26,6 +26,7 @@ class Bundle:
     lmdeploy_adds_bos: bool = False  # the tokenizer adds BOS when encoding (LMDeploy's path)
     gguf_adds_bos: bool = False  # tokenizer_config.json add_bos_token (what a GGUF / Ollama does)
     native: Any = None  # NativeServing for `template: native` (engine reports, learnt Ollama pieces)
+    media: Any = None  # MediaServing for a vision-language model trained with `native` (serving/media.py)
 
 
 def adds_bos(tokenizer: Any) -> tuple[bool, bool]:
@@ -63,9 +64,12 @@ def _jinja(name: str, template: Any, view: Any, scanner: Any) -> str:
 
 
 def build_bundle(name: str, tokenizer: Any, enable_thinking: bool | None = True, num_ctx: int | None = None,
-                 settings: dict | None = None) -> Bundle:
+                 settings: dict | None = None, processor: Any = None, media: dict | None = None) -> Bundle:
     """Every file of the bundle for registered template `name`, with the Jinja's parity result. `settings`: the run
-    record's `template_settings` (template keyword arguments trained under: a SERVING.md section)."""
+    record's `template_settings` (template keyword arguments trained under: a SERVING.md section). `processor`: the
+    run's multimodal processor, `media`: the run record's media settings (templates/record.py); for `native` on a
+    verified processor class the bundle adds the processor files with the trained pixel limits and a Media section
+    (serving/media.py)."""
     from llamafactory.data.template import TEMPLATES
 
     from ..templates import register_templates
@@ -106,6 +110,14 @@ def build_bundle(name: str, tokenizer: Any, enable_thinking: bool | None = True,
         files = {"chat_template.jinja": jinja, **native.files, "SERVING.md": md}
         bundle = Bundle(name, files, parity, None, [], *adds_bos(tokenizer))
         bundle.native = native
+        from .media import is_vlm, media_md, processor_files
+
+        if is_vlm(processor):
+            from ..templates.record import media_record
+
+            bundle.media = processor_files(processor, media or media_record(processor))
+            files.update(bundle.media.files)
+            files["SERVING.md"] = md + "\n" + media_md(bundle.media)
         return bundle
     try:
         fmt = chat_format(name, template, view)
@@ -130,7 +142,8 @@ def write_bundle(bundle: Bundle, out: Path, force: bool) -> list[Path]:
     from .files import ExistingFiles, _same, write_all
 
     # a file that already holds exactly the text to write loses nothing (the trainer's saved chat_template.jinja)
-    existing = [name for name in BUNDLE if (out / name).exists() and not _same(out / name, bundle.files.get(name))]
+    names = list(BUNDLE) + [name for name in bundle.files if name not in BUNDLE]  # the processor files of a VLM
+    existing = [name for name in names if (out / name).exists() and not _same(out / name, bundle.files.get(name))]
     if existing and not force:
         raise ExistingFiles(f"{out} already has {', '.join(existing)}; nothing written. Use --force to replace them")
     files = dict(bundle.files)

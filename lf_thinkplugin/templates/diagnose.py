@@ -59,6 +59,7 @@ class Report:
     seconds: float = 0.0
     folder: str | None = None  # where the files were read: the HF cache snapshot of a hub id
     scanner: Any = field(default=None, repr=False)  # reused by render_table
+    media: Any = None  # MediaReport of a vision-language model folder (serving/media.py; `lf-think doctor` sets it)
 
     @property
     def with_parity(self) -> list[str]:
@@ -67,6 +68,8 @@ class Report:
     @property
     def ok(self) -> bool:
         if any(f.level == "error" for f in self.findings):
+            return False
+        if self.media is not None and not self.media.ok:
             return False
         if self.requested:
             return self.detail is not None and self.detail.ok
@@ -86,6 +89,7 @@ class Report:
             "template": self.detail.to_dict() if self.detail else None,
             "scan": [_scan_entry(r) for r in self.scan],
             "seconds": round(self.seconds, 2),
+            **({"media": self.media.to_dict()} if self.media is not None else {}),
         }
 
 
@@ -391,6 +395,10 @@ def render_text(report: Report) -> str:
             if p.divergence is not None and p.divergence.part != "turns":
                 lines.append(f"      official: {p.divergence.expected_context!r}")
                 lines.append(f"      template: {p.divergence.got_context!r}")
+    if report.media is not None:
+        from ..serving.media import render_media
+
+        lines += render_media(report.media)
     lines.append("")
     lines += [f"  [{f.level}] {f.topic}: {f.message}" for f in report.findings]
     lines.append(f"\n  verdict: {_mark(report.ok)} ({report.seconds:.1f}s)")

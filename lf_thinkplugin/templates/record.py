@@ -2,7 +2,9 @@
 LF's `enable_thinking`, and the reasoning format of the chat template that renders its prompts.
 
 `lf-think eval` (and anything else that reads a trained model folder) takes the template and the
-markup from here; nothing parses SERVING.md.
+markup from here; nothing parses SERVING.md. A run with a multimodal processor also records its `media`:
+LF's pixel limits and video sampling the run trained with (`image_max_pixels`, ...) and the size limits of
+the processor it loaded (`media_record`), from which the serving bundle writes the processor files.
 """
 
 from __future__ import annotations
@@ -32,9 +34,28 @@ def format_of(template: Any, tokenizer: Any) -> Optional[ReasoningFormat]:
         return None
 
 
+MEDIA_KEYS = ("image_min_pixels", "image_max_pixels", "video_min_pixels", "video_max_pixels", "video_fps", "video_maxlen")
+
+
+def media_record(processor: Any) -> Optional[dict[str, Any]]:
+    """The run's media settings as LF set them on its processor (`patch_processor`: what LF's multimodal plugin
+    reads), and the processor's own size limits (`size` of its image / video processor); None without a processor."""
+    if processor is None or getattr(processor, "image_processor", None) is None:
+        return None
+    record: dict[str, Any] = {key: getattr(processor, key) for key in MEDIA_KEYS if getattr(processor, key, None) is not None}
+    for kind in ("image", "video"):
+        size = getattr(getattr(processor, f"{kind}_processor", None), "size", None)  # a dict or a SizeDict
+        edges = {k: size.get(k) if isinstance(size, dict) else getattr(size, k, None) for k in ("shortest_edge", "longest_edge")}
+        limits = {k: v for k, v in edges.items() if isinstance(v, int)}
+        if limits:
+            record[f"processor_{kind}_size"] = limits
+    record["processor_class"] = type(processor).__name__
+    return record
+
+
 def write_record(folder: str | Path, template_name: Optional[str], enable_thinking: Optional[bool],
                  fmt: Optional[ReasoningFormat], template_settings: Optional[dict[str, Any]] = None,
-                 media: Optional[dict[str, int]] = None) -> Path:
+                 media: Optional[dict[str, Any]] = None) -> Path:
     """`template_settings`: the run's `chat_template_kwargs`, the per-sample columns, the mix of settings in the
     data (sorted JSON -> samples) and what the template reads with its defaults (RunContext.settings_record).
     `media`: LF's pixel limits the run trained with (`image_max_pixels`, ...), for a model with a processor."""
@@ -44,7 +65,7 @@ def write_record(folder: str | Path, template_name: Optional[str], enable_thinki
               "format": fmt.to_dict() if fmt is not None else None}
     if template_settings is not None:
         record["template_settings"] = template_settings
-    if media:
+    if media is not None:
         record["media"] = media
     path.write_text(json.dumps(record, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return path
