@@ -121,7 +121,7 @@ FAMILIES = [
 
 def hf_messages(conv: dict[str, Any], fam: Family, thinking: bool) -> tuple[list[dict], Optional[list]]:
     out: list[dict] = [{"role": "system", "content": conv["system"]}] if conv.get("system") else []
-    n = 0
+    n, last = 0, None  # the last tool call's name, for the tool result that follows it
     for turn in conv["turns"]:
         kind = turn[0]
         if kind == "user":

@@ -216,7 +216,6 @@ class Output:
 
 def _structure(text: str, markup: Markup, mode: str) -> tuple[str, str | None, str]:
     """(status, reasoning, answer) of the decoded body (the text before the end of turn)."""
-    o, c = markup.open_tag, markup.close_tag
     if markup.end_tag and text.endswith(markup.end_tag):
         text = text[: -len(markup.end_tag)]
     status, reasoning, answer = _blocks(text, markup, mode)
