@@ -95,8 +95,9 @@ def test_vlm_bundle_carries_the_processor_limits_it_trained_with(tmp_path):
     model, out, _, trained = run(tmp_path, QWEN35, {})
     assert trained == [1024, 64]  # 1024 x 1024 and 256 x 256 at the processor's limits (32-pixel merged patches)
     record = json.loads((out / "thinkplugin_run.json").read_text(encoding="utf-8"))
-    assert record["media"] == {"image_min_pixels": 65536, "image_max_pixels": 16777216, "video_min_pixels": 4096,
-                               "video_max_pixels": 25165824, "video_fps": 2.0, "video_maxlen": 128,
+    # the processor's limits, followed (videos: frames unresized before the processor, its fps and frame cap)
+    assert record["media"] == {"image_min_pixels": 65536, "image_max_pixels": 16777216, "video_min_pixels": 1,
+                               "video_max_pixels": 25165824, "video_fps": 2.0, "video_maxlen": 768,
                                "processor_image_size": PROCESSOR_IMAGE, "processor_video_size": PROCESSOR_VIDEO,
                                "processor_class": "Qwen3VLProcessor"}
     assert all((out / name).is_file() for name in BUNDLE)
