@@ -154,6 +154,39 @@ def image_side(path: Path) -> int:
         return image.width
 
 
+def test_dpo_pairs_with_an_image_share_the_processors_prompt(tmp_path):
+    """A DPO pair on an image (Qwen3.5 template, thinking on): both sides after the one prompt the processor renders
+    for the image, the reasoned side as the template renders it, the direct side in thinking mode's empty form."""
+    from datasets import load_from_disk
+
+    model = build_vl_model(tmp_path / "model", QWEN35)
+    data = tmp_path / "data"
+    data.mkdir()
+    image = make_image(data / "pair.png", 512, (10, 200, 30))
+    question, chosen, rejected = "<image>What colour is it?", ("Green.", "The pixels are green."), ("Red.", None)
+    side = {"from": "gpt", "value": f"<think>\n{chosen[1]}\n</think>\n\n{chosen[0]}"}
+    (data / "pairs.json").write_text(json.dumps([{"conversations": [{"from": "human", "value": question}],
+                                                  "chosen": side, "rejected": {"from": "gpt", "value": rejected[0]},
+                                                  "images": [str(image)]}]))
+    (data / "dataset_info.json").write_text(json.dumps({"pairs": {
+        "file_name": "pairs.json", "ranking": True, "formatting": "sharegpt",
+        "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected", "images": "images"}}}))
+    config = {"model_name_or_path": str(model), "stage": "dpo", "do_train": True, "finetuning_type": "lora",
+              "dataset": "pairs", "dataset_dir": str(data), "cutoff_len": 4096, "enable_thinking": True,
+              "tokenized_path": str(tmp_path / "tokenized"), "output_dir": str(tmp_path / "out"), "report_to": "none",
+              "max_steps": 1, "per_device_train_batch_size": 1, "thinkplugin": {"template": "native",
+                                                                               "export_serving": False}}
+    proc = train(config, tmp_path, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert "[lf_thinkplugin] media: 1 images: 256 image tokens as trained, 256 as the processor serves them" in proc.stdout
+    row = load_from_disk(str(tmp_path / "tokenized" / "train"))[0]
+    for name, (answer, reasoning) in (("chosen", chosen), ("rejected", rejected)):
+        prompt, full = oracle(model, [("user", question, None), ("assistant", answer, reasoning)], [image], [], True)
+        assert row[f"{name}_input_ids"] == full, name
+        assert full.count(IMAGE_PAD) == (512 // 32) ** 2
+        assert [i for i, label in enumerate(row[f"{name}_labels"]) if label != -100][0] == len(prompt), name
+
+
 def test_check_reports_a_lower_pixel_limit_against_the_served_view(tmp_path):
     """`lf-think check` with the user's own `image_max_pixels` (LF's default, 768 x 768): kept, and the image tokens
     that would train are set against the processor's (1024 x 1024: 576 = 24^2 vs 1024 = 32^2 tokens)."""

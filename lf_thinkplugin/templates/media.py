@@ -209,7 +209,9 @@ def image_token_report(dataset: Any, folder: str | Path, tokenizer: Any) -> str 
     same images when it serves them (its `get_number_of_image_patches`, the count vLLM reserves); None when the
     dataset holds no images or the processor is not verified. Samples cut by `cutoff_len` count as they train."""
     plugin = media_plugin(folder)
-    if plugin is None or not hasattr(dataset, "__len__") or "images" not in getattr(dataset, "column_names", ()):
+    columns = getattr(dataset, "column_names", ())
+    ids = next((c for c in ("input_ids", "chosen_input_ids") if c in columns), None)  # pairs: one prompt, both sides
+    if plugin is None or not hasattr(dataset, "__len__") or "images" not in columns or ids is None:
         return None
     from PIL import Image
     from transformers import AutoImageProcessor
@@ -219,7 +221,7 @@ def image_token_report(dataset: Any, folder: str | Path, tokenizer: Any) -> str 
     token_id = tokenizer.convert_tokens_to_ids(plugin.image_token)
     images = trained = served = 0
     differ = []
-    for index, row in enumerate(dataset.select_columns(["input_ids", "images"])):
+    for index, row in enumerate(dataset.select_columns([ids, "images"])):
         files = row["images"] or []
         if not files:
             continue
@@ -227,7 +229,7 @@ def image_token_report(dataset: Any, folder: str | Path, tokenizer: Any) -> str 
         for file in files:
             with Image.open(file) as image:
                 want += processor.get_number_of_image_patches(image.height, image.width, {}) // merge
-        have = row["input_ids"].count(token_id)
+        have = row[ids].count(token_id)
         images, trained, served = images + len(files), trained + have, served + want
         if have != want:
             differ.append(index)
