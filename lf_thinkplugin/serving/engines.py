@@ -3,7 +3,9 @@ markup the template writes, never from a model name.
 
 Names are those the engines register, read from their source:
 - vLLM: `vllm/reasoning/__init__.py` (`_REASONING_PARSERS_TO_REGISTER`) and `vllm/tool_parsers/__init__.py`
-  (`_TOOL_PARSERS_TO_REGISTER`), main branch as of 2026-12;
+  (`_TOOL_PARSERS_TO_REGISTER`), main branch as of 2026-12; vLLM 0.34.0's own parsers, run on every trained probe
+  turn of Qwen3, R1-Distill-Qwen, gpt-oss and the Qwen3.5 stand-in, return the trained reasoning, answer and
+  tool calls (tests/test_serving_vllm.py);
 - LMDeploy 0.18 (installed by scripts/setup_integration.sh): `lmdeploy/serve/parsers/reasoning_parser/` (`default`:
   `<think>` tags, validated against the vocabulary), `lmdeploy/serve/parsers/tool_parser/` (`qwen3`, `qwen3coder`,
   `glm47`, `kimi_k2`, ...), `lmdeploy/serve/openai/api_server.py` `set_parsers` (gpt-oss: its own response parser);
