@@ -92,7 +92,7 @@ def parsed(tmp_path_factory):
         switch = encoder.format.switch
         stops = {tok.convert_tokens_to_ids(s) for s in stop_strings(tok, encoder.format)}
         config = folder / "config.json"
-        harmony = config.is_file() and json.loads(config.read_text())["model_type"] == "gpt_oss"  # vLLM's own test
+        harmony = config.is_file() and json.loads(config.read_text()).get("model_type") == "gpt_oss"  # vLLM's own test
         for thinking in (True, False) if switch is not None else (True,):
             kwargs = {switch.name: switch.on if thinking else switch.off} if switch is not None and switch.kind == "kwarg" else {}
             for turn in trained_turns(encoder, thinking):
