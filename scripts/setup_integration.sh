@@ -4,6 +4,10 @@
 #   Go, whose text/template renders Ollama Modelfile TEMPLATEs (serving parity: tests/test_export.py,
 #   tests/test_serving_native.py, tests/test_serving_families.py; the LMDeploy column of the docs/serving.md
 #   table, `lf-think export --table`);
+# - vLLM 0.34.0's own reasoning and tool-call parsers (tests/test_serving_vllm.py, through tests/vllm_parse.py in a
+#   subprocess): vLLM does not install beside LF's torch pin, so its wheel goes --no-deps into .engines/vllm with
+#   the pure-Python part of what `vllm.parser` imports (openai, xgrammar and its compiled apache-tvm-ffi at the
+#   versions vLLM 0.34.0 requires, pyzmq, msgspec, mistral_common, ...); torch and transformers come from the venv.
 # - DeepSpeed, whose CPU accelerator runs ZeRO-3 on two gloo ranks (tests/test_token_init_zero3.py).
 #   Its sdist builds against the venv's torch, hence --no-build-isolation (and wheel for bdist_wheel).
 # Without them those tests skip with a reason. .ci/run installs all three so CI runs them: under
@@ -20,6 +24,14 @@ missing() {  # $1: what failed, $2: what that means for the tests
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps \
   lmdeploy==0.18.0 mmengine==0.10.7 yapf==0.43.0 addict==2.4.0 pybase64==1.5.1 platformdirs \
   || missing "lmdeploy not installed" "its parity tests will skip (and fail under CI=true)"
+VLLM_DIR=${VLLM_DIR:-.engines/vllm}
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --upgrade --target "$VLLM_DIR" \
+  vllm==0.34.0 openai==3.63.0 httpx2==2.17.0 sniffio==1.3.1 xgrammar==0.2.8 apache-tvm-ffi==0.1.11 pyzmq==27.3.0 \
+  msgspec==0.23.0 cbor2==6.3.0 cachetools==8.0.2 cloudpickle==3.1.3 ijson==3.6.0 partial-json-parser==0.2.1.1.post7 \
+  prometheus-client==0.26.0 uvloop==0.23.0 jsonschema==4.26.0 jsonschema-specifications==2025.9.1 referencing==0.37.0 \
+  rpds-py==2026.9.1 mistral-common==1.13.1 pydantic-extra-types==2.11.1 pycountry==26.2.16 pybase64==1.5.1 \
+  py-cpuinfo==9.0.0 \
+  || missing "vllm not installed in $VLLM_DIR" "its parser tests will skip (and fail under CI=true)"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check wheel setuptools \
   && "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-build-isolation -c constraints.txt deepspeed==0.19.8 \
   || missing "deepspeed not installed" "the ZeRO-3 tests will skip (and fail under CI=true)"

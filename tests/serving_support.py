@@ -55,3 +55,32 @@ def render_ollama(binary: Path, template: str, jobs: list[dict]) -> list[str]:
 def modelfile_template(folder: Path) -> str:
     text = (folder / "Modelfile").read_text(encoding="utf-8")
     return text.split('TEMPLATE """', 1)[1].split('"""', 1)[0]
+
+
+VLLM_DIR = Path(os.environ.get("VLLM_DIR", REPO / ".engines" / "vllm"))  # scripts/setup_integration.sh installs it
+
+
+def require_vllm() -> Path:
+    """The side folder holding vLLM 0.34.0 (--no-deps) and its import chain; skip with the reason when absent (fail
+    under CI=true, whose setup installs it)."""
+    import pytest
+
+    if not (VLLM_DIR / "vllm" / "parser" / "parser_manager.py").is_file():
+        reason = f"vLLM not found in {VLLM_DIR}: install it with scripts/setup_integration.sh"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + "; .ci/run installs it")
+        pytest.skip(reason)
+    return VLLM_DIR
+
+
+def vllm_parse(jobs: list[dict], env: dict[str, str] | None = None) -> list[dict]:
+    """vLLM's own response parsing of each job's output ids (tests/vllm_parse.py, in a subprocess with the vLLM side
+    folder on PYTHONPATH and this venv's torch and transformers)."""
+    import sys
+
+    folder = require_vllm()
+    environ = dict(os.environ, PYTHONPATH=str(folder), **(env or {}))
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "vllm_parse.py")], input=json.dumps({"jobs": jobs}),
+                          capture_output=True, text=True, timeout=1800, env=environ, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout)

@@ -24,8 +24,8 @@ FAMILIES = {"qwen3": (QWEN3, None), "r1_distill_qwen": (R1_DISTILL, None), "gpt_
 VLLM = {
     "qwen3": "vllm serve MODEL_DIR --chat-template MODEL_DIR/chat_template.jinja --reasoning-parser qwen3 "
              "--enable-auto-tool-choice --tool-call-parser hermes",
-    "r1_distill_qwen": "vllm serve MODEL_DIR --chat-template MODEL_DIR/chat_template.jinja --reasoning-parser deepseek_r1 "
-                       "--enable-auto-tool-choice --tool-call-parser deepseek_v3",
+    # no tool parser: vLLM's deepseek_v3 refuses a vocabulary without `<｜tool▁calls▁begin｜>` (engines.py)
+    "r1_distill_qwen": "vllm serve MODEL_DIR --chat-template MODEL_DIR/chat_template.jinja --reasoning-parser deepseek_r1",
     "gpt_oss": "vllm serve MODEL_DIR --chat-template MODEL_DIR/chat_template.jinja --reasoning-parser openai_gptoss "
                "--enable-auto-tool-choice --tool-call-parser openai",
     "qwen35_standin": "vllm serve MODEL_DIR --chat-template MODEL_DIR/chat_template.jinja --reasoning-parser qwen3 "

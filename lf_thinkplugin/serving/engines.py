@@ -3,7 +3,9 @@ markup the template writes, never from a model name.
 
 Names are those the engines register, read from their source:
 - vLLM: `vllm/reasoning/__init__.py` (`_REASONING_PARSERS_TO_REGISTER`) and `vllm/tool_parsers/__init__.py`
-  (`_TOOL_PARSERS_TO_REGISTER`), main branch as of 2026-12;
+  (`_TOOL_PARSERS_TO_REGISTER`), main branch as of 2026-12; vLLM 0.34.0's own parsers, run on every trained probe
+  turn of Qwen3, R1-Distill-Qwen, gpt-oss and the Qwen3.5 stand-in, return the trained reasoning, answer and
+  tool calls (tests/test_serving_vllm.py);
 - LMDeploy 0.18 (installed by scripts/setup_integration.sh): `lmdeploy/serve/parsers/reasoning_parser/` (`default`:
   `<think>` tags, validated against the vocabulary), `lmdeploy/serve/parsers/tool_parser/` (`qwen3`, `qwen3coder`,
   `glm47`, `kimi_k2`, ...), `lmdeploy/serve/openai/api_server.py` `set_parsers` (gpt-oss: its own response parser);
@@ -33,6 +35,16 @@ class Parsers:
     sglang_tools: Optional[str]
     lmdeploy_reasoning: Optional[str] = None
     lmdeploy_tools: Optional[str] = None
+    vllm_tools_refused: Optional[str] = None  # why no vLLM tool parser although the template writes tool calls
+
+
+# vLLM tool parsers that look their markers up as single tokens at start-up and refuse the tokenizer without them
+# (vLLM 0.34.0 vllm/tool_parsers/deepseekv3_tool_parser.py and deepseekv31_tool_parser.py `__init__`: RuntimeError
+# "could not locate tool call start/end tokens"; `ParserManager.validate_parser_tokenizer` turns it into a failed
+# `vllm serve`). R1-Distill-Qwen's template writes DeepSeek's tool-call markup, but its Qwen2 vocabulary spells it
+# in several tokens: checked by tests/test_serving_vllm.py with vLLM's own code.
+_VLLM_TOOL_TOKENS = {"deepseek_v3": ("<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>"),
+                     "deepseek_v31": ("<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>")}
 
 
 def tool_style(template: str) -> Optional[str]:
@@ -43,7 +55,8 @@ def tool_style(template: str) -> Optional[str]:
     return next((style for mark, style in styles if mark in template), None)
 
 
-def parsers(fmt: Any, template: str) -> Parsers:
+def parsers(fmt: Any, template: str, vocab: Optional[dict[str, int]] = None) -> Parsers:
+    """vocab: the tokenizer's (`get_vocab()`), where known: a vLLM tool parser the vocabulary cannot start is not named."""
     reasoning = fmt.reasoning_parser  # learnt from the markup (templates/format.py)
     glm = "[gMASK]" in template
     if fmt.markup == ("<think>", "</think>"):
@@ -64,6 +77,13 @@ def parsers(fmt: Any, template: str) -> Parsers:
                   "qwen3_coder": "qwen3_coder", "hermes": "hermes",
                   "glm": "glm47" if "clear_thinking" in template else "glm45",
                   "deepseek": "deepseek_v31" if reasoning == "deepseek_v3" else "deepseek_v3"}.get(style or "")
+    refused = None
+    missing = [t for t in _VLLM_TOOL_TOKENS.get(vllm_tools or "", ()) if vocab is not None and t not in vocab]
+    if missing:
+        refused = (f"vLLM's `{vllm_tools}` tool parser needs {' and '.join(f'`{t}`' for t in missing)} as single tokens, "
+                   "which this vocabulary lacks: `vllm serve` refuses to start with it, so no tool parser is named and "
+                   "tool calls stay in the content")
+        vllm_tools = None
     sglang_tools = {"openai": "gpt-oss", "kimi_k2": "kimi_k2", "minimax_m2": "minimax-m2", "qwen3_coder": "qwen3_coder",
                     "hermes": "qwen25", "glm": "glm47" if "clear_thinking" in template else "glm45",
                     "deepseek": "deepseekv31" if reasoning == "deepseek_v3" else "deepseekv3"}.get(style or "")
@@ -73,7 +93,7 @@ def parsers(fmt: Any, template: str) -> Parsers:
     lmdeploy_reasoning = "default" if fmt.markup == ("<think>", "</think>") else None
     lmdeploy_tools = {"hermes": "qwen3", "qwen3_coder": "qwen3coder", "kimi_k2": "kimi_k2",
                       "glm": "glm47" if "clear_thinking" in template else None}.get(style or "")
-    return Parsers(reasoning, vllm_tools, sglang_reasoning, sglang_tools, lmdeploy_reasoning, lmdeploy_tools)
+    return Parsers(reasoning, vllm_tools, sglang_reasoning, sglang_tools, lmdeploy_reasoning, lmdeploy_tools, refused)
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,7 @@ def build_native(tokenizer: Any, jinja: str, enable_thinking: Optional[bool], ji
 
     encoder = NativeEncoder(tokenizer, jinja)
     fmt = encoder.format
-    found = parsers(fmt, jinja)
+    found = parsers(fmt, jinja, tokenizer.get_vocab())
     builtin = ollama_builtin(fmt, jinja)
     stops = stop_strings(tokenizer, fmt)
     slots, slots_error = None, None
@@ -102,7 +102,9 @@ def build_native(tokenizer: Any, jinja: str, enable_thinking: Optional[bool], ji
                                      (reports[1], found.sglang_reasoning, found.sglang_tools)):
         if fmt.markup and not reasoning:
             report.limits.append(f"no reasoning parser for the markup {' … '.join(fmt.markup)}: reasoning stays in the content")
-        if fmt.tools and not tools:
+        if fmt.tools and not tools and report.engine == "vLLM" and found.vllm_tools_refused:
+            report.limits.append(found.vllm_tools_refused)
+        elif fmt.tools and not tools:
             report.limits.append("no tool-call parser for the template's tool-call markup: calls stay in the content")
     lmdeploy = EngineReport("LMDeploy", "`--chat-template hf`: its HFChatTemplate renders chat_template.jinja", jinja_parity)
     if "<|channel|>" in jinja:
