@@ -120,14 +120,17 @@ def test_lf_templates_behave_exactly_as_without_the_plugin(lf):
 
     tok_path = str(require_fixture(QWEN3))
     code = "import json, os\ntok_path = os.environ['TOK']\nskip = json.loads(os.environ['SKIP'])\n" + _SNAPSHOT
-    env = dict(os.environ, TOK=tok_path, SKIP=json.dumps(NAMES), HF_HUB_OFFLINE="1", LF_THINKPLUGIN_DISABLE="1")
-    proc = subprocess.run([sys.executable, "-c", code + "\nprint(json.dumps(result))"], env=env, capture_output=True,
-                          text=True, cwd=REPO, timeout=300, check=False)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    without = json.loads(proc.stdout.strip().splitlines()[-1])
-    here = {"tok_path": tok_path, "skip": list(NAMES)}  # this process: the plugin is installed and registered
-    exec(compile(_SNAPSHOT, "<snapshot>", "exec"), here)  # noqa: S102  (the same snapshot code, run here)
-    with_plugin = json.loads(json.dumps(here["result"]))
+
+    def snapshot(**env: str) -> dict:  # a fresh interpreter each: LF's get_template_and_fix_tokenizer sets fields
+        # (enable_thinking, ...) on its shared template objects, so this test process may hold another test's values
+        proc = subprocess.run([sys.executable, "-c", code + "\nprint(json.dumps(result))"], capture_output=True,
+                              env=dict(os.environ, TOK=tok_path, SKIP=json.dumps(NAMES), HF_HUB_OFFLINE="1", **env),
+                              text=True, cwd=REPO, timeout=300, check=False)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    without = snapshot(LF_THINKPLUGIN_DISABLE="1")
+    with_plugin = snapshot()  # the plugin installed (its .pth) and registered when LF is imported
     assert not set(NAMES) & set(without["names"])
     assert set(with_plugin["names"]) - set(without["names"]) == set(NAMES)
     assert with_plugin["templates"] == without["templates"]
