@@ -372,12 +372,6 @@ class Encoder:
             template.enable_thinking = enable_thinking
             template.preserve_thinking = False
         template.fix_special_tokens(self.view)
-        if name == "native" and type(template.mm_plugin).__name__ != "BasePlugin":
-            # a vision-language model folder (templates/media.py): text probes carry no media, and LF's media
-            # plugin refuses any sample without a processor; the media probes are serving/media.py's
-            from llamafactory.data.mm_plugin import get_mm_plugin
-
-            template.mm_plugin = get_mm_plugin(name="base")
         self.template = template
         data_args = DataArguments(template=name, cutoff_len=1 << 30, enable_thinking=enable_thinking, mask_history=mask_history)
         self.processor = SupervisedDatasetProcessor(template=template, tokenizer=self.view, processor=None, data_args=data_args)
