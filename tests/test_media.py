@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
+from conftest import require_fixture, require_multimodal
 from lfrun import train
 from media_support import (
     IMAGE_PAD,
@@ -24,6 +26,8 @@ from media_support import (
     make_video,
     processor_ids,
 )
+
+from lf_thinkplugin.demo.fixtures import QWEN3
 
 # name -> (messages as (role, content with LF's placeholders, reasoning or None), image sides, videos (frames, fps, side))
 CONVERSATIONS = {
@@ -229,3 +233,35 @@ def test_a_placeholder_without_its_file_names_the_sample(tmp_path):
     assert proc.returncode == 2, log[-3000:]
     assert "Traceback" not in log
     assert 'dataset `vl`, sample 1 ("<image>Two <image> here."): 2 <image> placeholder(s) for 1 image file(s)' in log
+
+
+def test_the_image_token_report_opens_a_bounded_number_of_samples(tmp_path, monkeypatch):
+    """In process, on a tokenized set built here: served counts are the processor's own `get_number_of_image_patches`
+    (the oracle), a row whose ids hold fewer image tokens is named, and past REPORT_IMAGE_SAMPLES samples with
+    images the files are not opened and the line says how many were checked."""
+    from datasets import Dataset
+    from transformers import AutoImageProcessor, AutoTokenizer
+
+    from lf_thinkplugin.templates import media
+
+    fixtures = require_fixture(QWEN3).parent
+    require_multimodal()
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(fixtures / QWEN3 / name, folder / name)
+    shutil.copy(fixtures / "multimodal" / "qwen3_vl_processor" / "preprocessor_config.json", folder)
+    processor = AutoImageProcessor.from_pretrained(str(folder))
+    served = {side: processor.get_number_of_image_patches(side, side, {}) // processor.merge_size ** 2
+              for side in (64, 1024)}
+    small, big = make_image(tmp_path / "s.png", 64, (1, 2, 3)), make_image(tmp_path / "b.png", 1024, (4, 5, 6))
+    rows = {"input_ids": [[1] + [IMAGE_PAD] * served[64], [2], [IMAGE_PAD] * (served[1024] - 4), [IMAGE_PAD] * 5],
+            "images": [[str(small)], [], [str(big)], [str(tmp_path / "never opened.png")]]}
+    dataset = Dataset.from_dict(rows)
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    monkeypatch.setattr(media, "REPORT_IMAGE_SAMPLES", 2)
+    line = media.image_token_report(dataset, folder, tok)
+    assert line == (f"2 images (the first 2 of 3 samples with images): {served[64] + served[1024] - 4:,} image tokens as "
+                    f"trained, {served[64] + served[1024]:,} as the processor serves them (65536 to 16777216 pixels per "
+                    "image); 1 sample(s) differ (tokenized samples 2): the model trains on another view of those images "
+                    "than it will be shown (LF's image_max_pixels / image_min_pixels, or cutoff_len)")

@@ -282,7 +282,7 @@ def test_dpo_pairs_carry_each_samples_effort(tmp_path_factory: pytest.TempPathFa
     for (question, reasoning, answer), effort in zip(EFFORT_QUESTIONS[:2], ["low", "high"]):
         rows.append({"conversations": [{"from": "human", "value": question}],
                      "chosen": {"from": "gpt", "value": f"<think>\n{reasoning}\n</think>\n\n{answer}"},
-                     "rejected": {"from": "gpt", "value": f"<think>\nGuess.\n</think>\n\nNo idea."},
+                     "rejected": {"from": "gpt", "value": "<think>\nGuess.\n</think>\n\nNo idea."},
                      "settings": {"reasoning_effort": effort}})
     (tmp / "data").mkdir()
     (tmp / "data" / "pairs.json").write_text(json.dumps(rows))

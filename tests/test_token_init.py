@@ -36,7 +36,7 @@ def prepare(opts, lf_args):
 def test_prepare_adds_missing_tokens_through_lf_add_tokens(qwen25_untied):
     opts = parse_options({"token_init": SPECS})
     lf_args = {"model_name_or_path": str(qwen25_untied), "add_tokens": "<tool>", "finetuning_type": "full"}
-    plan = prepare(opts, lf_args)
+    prepare(opts, lf_args)
     assert lf_args["add_tokens"] == "<tool>,<think>,</think>"  # the user's own value kept, ours appended
     assert "resize_vocab" not in lf_args  # LF sets it itself when add_tokens adds something
 
@@ -44,7 +44,7 @@ def test_prepare_adds_missing_tokens_through_lf_add_tokens(qwen25_untied):
 def test_prepare_leaves_tokens_the_user_makes_special(qwen25_untied):
     opts = parse_options({"token_init": SPECS})
     lf_args = {"model_name_or_path": str(qwen25_untied), "add_special_tokens": "</think>", "finetuning_type": "full"}
-    plan = prepare(opts, lf_args)
+    prepare(opts, lf_args)
     assert lf_args["add_tokens"] == "<think>"
 
 

@@ -291,11 +291,11 @@ class RunContext:
                   + (f"; {total - trained} samples carry no loss (named above where a turn was left untrained)"
                      if trained < total else ""), flush=True)
 
-    def media_report(self, dataset: Any, tokenizer: Any) -> None:
+    def media_report(self, dataset: Any, tokenizer: Any, processor: Any = None) -> None:
         """The image tokens that train against those the model's processor serves (templates/media.py)."""
         from ..templates.media import image_token_report
 
-        line = image_token_report(dataset, self.model_dir, tokenizer)
+        line = image_token_report(dataset, self.model_dir, tokenizer, getattr(processor, "image_processor", None))
         if line and rank0():
             print(f"[lf_thinkplugin] media: {line}", flush=True)
 

@@ -300,7 +300,7 @@ def _bind_patched(ctx: Any) -> None:
             from llamafactory.extras.constants import IGNORE_INDEX
 
             ctx.check_trained(out, names, data_args.cutoff_len, IGNORE_INDEX)
-            ctx.media_report(out, tokenizer)
+            ctx.media_report(out, tokenizer, processor)
         return out
 
     _set_run(loader, "_get_preprocessed_dataset", get_preprocessed_dataset_with_checks)

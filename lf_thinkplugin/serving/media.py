@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from ..templates.media import image_tokens, size_edges
+
 MEDIA_FILES = ("preprocessor_config.json", "video_preprocessor_config.json", "processor_config.json")
 # ollama model/models/qwen3vl/imageprocessor.go (read at ollama 043e990): `longestEdge: 2 << 20`, fixed in code
 OLLAMA_MAX_PIXELS = 2 << 20
@@ -37,12 +39,6 @@ def is_vlm(processor: Any) -> bool:
     from ..templates.media import PROCESSOR_PLUGINS
 
     return processor is not None and type(processor).__name__ in PROCESSOR_PLUGINS
-
-
-def _edges(size: Any) -> dict[str, int]:
-    """{"shortest_edge", "longest_edge"} of a `size` (a dict or transformers' SizeDict)."""
-    get = size.get if isinstance(size, dict) else (lambda k: getattr(size, k, None))
-    return {k: get(k) for k in ("shortest_edge", "longest_edge") if isinstance(get(k), int)}
 
 
 def trained_image_size(media: dict[str, Any]) -> dict[str, int]:
@@ -58,14 +54,6 @@ def trained_image_size(media: dict[str, Any]) -> dict[str, int]:
     if len(out) == 2 and out["shortest_edge"] > out["longest_edge"]:
         out["shortest_edge"] = out["longest_edge"]
     return out
-
-
-def image_tokens(side_h: int, side_w: int, size: dict[str, int], patch: int, merge: int) -> int:
-    """Image tokens of an h x w image under `size` (the Qwen-VL image processor's smart_resize)."""
-    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
-
-    h, w = smart_resize(side_h, side_w, factor=patch * merge, min_pixels=size["shortest_edge"], max_pixels=size["longest_edge"])
-    return (h // patch) * (w // patch) // (merge * merge)
 
 
 def _json(data: dict) -> str:
@@ -307,14 +295,14 @@ def _probe(report: MediaReport, folder: str, enable_thinking: Optional[bool]) ->
     processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
     tokenizer = processor.tokenizer
     image_processor = processor.image_processor
-    report.served = _edges(image_processor.size)
+    report.served = size_edges(image_processor.size)
     merge = int(image_processor.merge_size)
     image = Image.new("RGB", (report.side, report.side), (200, 40, 30))
     grid = image_processor(images=[image], return_tensors="pt")["image_grid_thw"]
     report.served_tokens = int(grid.prod()) // (merge * merge)
     pad = tokenizer.convert_tokens_to_ids(processor.image_token)
     served = {"image_min_pixels": report.served["shortest_edge"], "image_max_pixels": report.served["longest_edge"]}
-    video = _edges(getattr(getattr(processor, "video_processor", None), "size", None) or {})
+    video = size_edges(getattr(getattr(processor, "video_processor", None), "size", None) or {})
     if len(video) == 2:
         served.update(video_min_pixels=video["shortest_edge"], video_max_pixels=video["longest_edge"])
     patch_processor(processor, tokenizer, _lf_args(served))  # what a native run sets (templates/media.py)

@@ -40,6 +40,22 @@ def _read(folder: Path, name: str) -> dict[str, Any]:
         return {}
 
 
+def size_edges(size: Any) -> dict[str, int]:
+    """{"shortest_edge", "longest_edge"} (pixels per image, as LF counts them) of an image or video processor's
+    `size`: a dict (its JSON file) or transformers' SizeDict; only the integer ones."""
+    get = size.get if isinstance(size, dict) else (lambda key: getattr(size, key, None))
+    return {key: get(key) for key in ("shortest_edge", "longest_edge") if isinstance(get(key), int)}
+
+
+def image_tokens(height: int, width: int, size: dict[str, int], patch: int, merge: int) -> int:
+    """Vision tokens of a height x width image under `size` ({shortest_edge, longest_edge}): the Qwen-VL image
+    processor's smart_resize, as its `get_number_of_image_patches` (the count vLLM reserves) divided by merge^2."""
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    h, w = smart_resize(height, width, factor=patch * merge, min_pixels=size["shortest_edge"], max_pixels=size["longest_edge"])
+    return (h // patch) * (w // patch) // (merge * merge)
+
+
 def processor_class(folder: str | Path) -> str | None:
     folder = model_folder(folder)
     if folder is None:
@@ -96,12 +112,12 @@ def served_limits(folder: str | Path) -> dict[str, float]:
     if processor_class(folder) not in PROCESSOR_PLUGINS:
         return {}
     out: dict[str, float] = {}
-    size = _read(folder, "preprocessor_config.json").get("size") or {}
+    size = size_edges(_read(folder, "preprocessor_config.json").get("size") or {})
     for key, edge in _IMAGE_LIMITS.items():
-        if isinstance(size.get(edge), int):
+        if edge in size:
             out[key] = size[edge]
-    video_size = _read(folder, "video_preprocessor_config.json").get("size") or {}
-    if isinstance(video_size.get("longest_edge"), int):
+    video_size = size_edges(_read(folder, "video_preprocessor_config.json").get("size") or {})
+    if "longest_edge" in video_size:
         out["video_max_pixels"] = video_size["longest_edge"]
         out["video_min_pixels"] = 1
     served = served_video(folder)
@@ -204,39 +220,46 @@ def _served_plugin_class() -> type:
     return ServedQwen3VLPlugin
 
 
-def image_token_report(dataset: Any, folder: str | Path, tokenizer: Any) -> str | None:
+REPORT_IMAGE_SAMPLES = 2000  # image samples whose files the report opens (headers only): bounded start-up I/O
+
+
+def image_token_report(dataset: Any, folder: str | Path, tokenizer: Any, image_processor: Any = None) -> str | None:
     """One line: the image tokens of a tokenized dataset (what trains) against what the folder's processor gives the
-    same images when it serves them (its `get_number_of_image_patches`, the count vLLM reserves); None when the
-    dataset holds no images or the processor is not verified. Samples cut by `cutoff_len` count as they train."""
+    same images when it serves them (its `size`, the count vLLM reserves); None when the dataset holds no images or
+    the processor is not verified. Samples cut by `cutoff_len` count as they train. `image_processor`: the one LF
+    loaded for the run (LF sets its pixel limits on the processor, not on `size`), else the folder's is loaded.
+    Only the first REPORT_IMAGE_SAMPLES samples with images are opened; the line says so when there are more."""
     plugin = media_plugin(folder)
     columns = getattr(dataset, "column_names", ())
     ids = next((c for c in ("input_ids", "chosen_input_ids") if c in columns), None)  # pairs: one prompt, both sides
     if plugin is None or not hasattr(dataset, "__len__") or "images" not in columns or ids is None:
         return None
+    rows = [index for index, files in enumerate(dataset["images"]) if files]
+    if not rows:
+        return None
     from PIL import Image
-    from transformers import AutoImageProcessor
 
-    processor = AutoImageProcessor.from_pretrained(str(folder))
-    merge = processor.merge_size ** 2
+    if image_processor is None:
+        from transformers import AutoImageProcessor
+
+        image_processor = AutoImageProcessor.from_pretrained(str(model_folder(folder)))
+    size = size_edges(image_processor.size)
+    patch, merge = int(image_processor.patch_size), int(image_processor.merge_size)
     token_id = tokenizer.convert_tokens_to_ids(plugin.image_token)
+    checked = rows[:REPORT_IMAGE_SAMPLES]
     images = trained = served = 0
     differ = []
-    for index, row in enumerate(dataset.select_columns([ids, "images"])):
-        files = row["images"] or []
-        if not files:
-            continue
+    for index, row in zip(checked, dataset.select(checked).select_columns([ids, "images"]), strict=True):
         want = 0
-        for file in files:
-            with Image.open(file) as image:
-                want += processor.get_number_of_image_patches(image.height, image.width, {}) // merge
+        for file in row["images"]:
+            with Image.open(file) as image:  # the header: PIL decodes no pixels for .size
+                want += image_tokens(image.height, image.width, size, patch, merge)
         have = row[ids].count(token_id)
-        images, trained, served = images + len(files), trained + have, served + want
+        images, trained, served = images + len(row["images"]), trained + have, served + want
         if have != want:
             differ.append(index)
-    if not images:
-        return None
-    size = processor.size if isinstance(processor.size, dict) else vars(processor.size)
-    line = (f"{images} images: {trained:,} image tokens as trained, {served:,} as the processor serves them "
+    scope = f" (the first {len(checked):,} of {len(rows):,} samples with images)" if len(rows) > len(checked) else ""
+    line = (f"{images} images{scope}: {trained:,} image tokens as trained, {served:,} as the processor serves them "
             f"({size.get('shortest_edge')} to {size.get('longest_edge')} pixels per image)")
     if differ:
         shown = ", ".join(map(str, differ[:5])) + (", ..." if len(differ) > 5 else "")

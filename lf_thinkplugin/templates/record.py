@@ -43,10 +43,10 @@ def media_record(processor: Any) -> Optional[dict[str, Any]]:
     if processor is None or getattr(processor, "image_processor", None) is None:
         return None
     record: dict[str, Any] = {key: getattr(processor, key) for key in MEDIA_KEYS if getattr(processor, key, None) is not None}
+    from .media import size_edges
+
     for kind in ("image", "video"):
-        size = getattr(getattr(processor, f"{kind}_processor", None), "size", None)  # a dict or a SizeDict
-        edges = {k: size.get(k) if isinstance(size, dict) else getattr(size, k, None) for k in ("shortest_edge", "longest_edge")}
-        limits = {k: v for k, v in edges.items() if isinstance(v, int)}
+        limits = size_edges(getattr(getattr(processor, f"{kind}_processor", None), "size", None) or {})
         if limits:
             record[f"processor_{kind}_size"] = limits
     record["processor_class"] = type(processor).__name__
