@@ -163,6 +163,16 @@ def test_think_tag_and_end_of_turn_checks(tmp_path, load_tokenizer, reports):
     qwen25 = [f for f in reports[QWEN25].findings if f.topic == "think tags"]
     assert [f.level for f in qwen25] == ["info", "info"] and "3 tokens" in qwen25[0].message
 
+    # gpt-oss reasons in the analysis channel: its markup's tags are checked (special by design, read from the ids
+    # by vLLM's openai_gptoss parser), not `<think>`, which it never writes
+    from lf_thinkplugin.templates.format import learn
+
+    oss = load_tokenizer("gpt-oss-20b")
+    tags = check_think_tags(oss, learn(oss))
+    added = {t.content: i for i, t in oss.added_tokens_decoder.items()}
+    assert [(f.level, f.message.split("`")[1]) for f in tags] == [("ok", "<|channel|>"), ("ok", "<|message|>"), ("ok", "<|end|>")]
+    assert f"(id {added['<|channel|>']}) is a special token of the harmony format" in tags[0].message
+
     special = copy.deepcopy(load_tokenizer(QWEN3))
     special.add_special_tokens({"additional_special_tokens": ["<think>", "</think>"]})
     warned = check_think_tags(special)

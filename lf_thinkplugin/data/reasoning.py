@@ -28,12 +28,14 @@ import json
 import os
 from typing import Any
 
+from ..templates.format import DATA_MARKUP
+
 # No llamafactory import at module level: importing llamafactory loads the plugin, whose
 # register() imports this module; the converter class is built on first use instead.
 
 FORMATTING = "reasoning"
 DEFAULT_REASONING_COLUMN = "reasoning_content"
-OPEN, CLOSE = "<think>", "</think>"
+OPEN, CLOSE = DATA_MARKUP  # the tags LF datasets write reasoning in
 
 
 

@@ -32,7 +32,6 @@ from typing import Any
 from ..options import OptionsError
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
-THINK_TAGS = ("<think>", "</think>")
 
 
 class DoctorError(ValueError):
@@ -183,9 +182,16 @@ def _is_special(tokenizer: Any, token_id: int) -> bool:
     return token_id in set(tokenizer.all_special_ids) or bool(added is not None and added.special)
 
 
-def check_think_tags(tokenizer: Any) -> list[Finding]:
+def check_think_tags(tokenizer: Any, fmt: Any = None) -> list[Finding]:
+    """Each tag of the family's reasoning markup (the learnt format's, else the data's `<think>` tags): one token,
+    and whether decoding keeps it. gpt-oss's channel tags are special by design: its parser reads token ids."""
+    from .format import _TAG, DATA_MARKUP
+
+    markup = fmt.markup if fmt is not None and fmt.markup else DATA_MARKUP
+    tags = list(dict.fromkeys(tag for part in markup for tag in (_TAG.findall(part) or [part])))
+    parser = getattr(fmt, "reasoning_parser", None)
     findings = []
-    for tag in THINK_TAGS:
+    for tag in tags:
         ids = tokenizer.encode(tag, add_special_tokens=False)
         if len(ids) != 1:
             findings.append(
@@ -196,6 +202,9 @@ def check_think_tags(tokenizer: Any) -> list[Finding]:
                     "`thinkplugin.token_init` adds it as one token",
                 )
             )
+        elif _is_special(tokenizer, ids[0]) and parser == "openai_gptoss":
+            findings.append(Finding("ok", "think tags", f"`{tag}` (id {ids[0]}) is a special token of the harmony "
+                                    "format: vLLM's `openai_gptoss` parser reads the channels from the token ids"))
         elif _is_special(tokenizer, ids[0]):
             findings.append(
                 Finding(
@@ -203,13 +212,23 @@ def check_think_tags(tokenizer: Any) -> list[Finding]:
                     "think tags",
                     f"`{tag}` (id {ids[0]}) is a special token: decoding with skip_special_tokens=True (vLLM's default) "
                     "strips it, so clients cannot tell reasoning from answer. Fix: serve with a reasoning parser "
-                    "(vLLM `--reasoning-parser qwen3` / `deepseek_r1`) or `skip_special_tokens: false`, or re-add the "
-                    "tag as a normal (non-special) added token",
+                    f"(vLLM `--reasoning-parser {parser or 'qwen3'}`, as the serving bundle's SERVING.md names it) or "
+                    "`skip_special_tokens: false`, or re-add the tag as a normal (non-special) added token",
                 )
             )
         else:
             findings.append(Finding("ok", "think tags", f"`{tag}` is one token (id {ids[0]}), not special: decoding keeps it"))
     return findings
+
+
+def _learnt(tokenizer: Any) -> Any:
+    """The reasoning format learnt from the tokenizer's chat template, or None where it cannot be learnt."""
+    from .format import NativeTemplateError, learn
+
+    try:
+        return learn(tokenizer)
+    except NativeTemplateError:
+        return None
 
 
 def _generation_eos(model_path: str, tokenizer: Any) -> tuple[set[int], str]:
@@ -306,7 +325,7 @@ def diagnose(
     checked = template or report.recommended
     if checked is not None:
         report.detail = scanner.check(checked)
-    report.findings += check_think_tags(tokenizer)
+    report.findings += check_think_tags(tokenizer, _learnt(tokenizer))
     report.findings += check_end_of_turn(folder, tokenizer, scanner, report.detail)
     report.seconds = time.perf_counter() - started
     return report

@@ -20,7 +20,7 @@ from llamafactory.data.data_utils import Role
 from llamafactory.data.template import ReasoningTemplate
 from typing_extensions import override
 
-from .reasoning import split_reasoning, strip_reasoning
+from .reasoning import has_markup, split_reasoning, strip_reasoning
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizer
@@ -57,7 +57,7 @@ class OfficialThinkTemplate(_OneTurnFromPairs, ReasoningTemplate):
     def _thinking(self, content: str) -> bool:
         """LF's `enable_thinking`: True thinks, False never, None (hybrid) when the sample has think tags."""
         if self.enable_thinking is None:
-            return "<think>" in content or "</think>" in content
+            return has_markup(content)
         return bool(self.enable_thinking)
 
     def _trained(self, index: int, last_query: int) -> bool:

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .probes import PROBES, Probe
-from .reasoning import strip_reasoning
+from .reasoning import has_markup, strip_reasoning
 
 THINK_OPENER = "<think>\n"
 CONTEXT_TOKENS = 12
@@ -208,10 +208,6 @@ class TemplateResult:
         }
 
 
-def _has_tags(content: str) -> bool:
-    return "<think>" in content or "</think>" in content
-
-
 class OfficialReference:
     """What the tokenizer's own chat template renders for each probe (cached per probe)."""
 
@@ -248,7 +244,7 @@ class OfficialReference:
             if message["role"] != "assistant":
                 continue
             original = probe.messages[i]["content"]
-            thinking = _has_tags(original) if self.enable_thinking is None else bool(self.enable_thinking)
+            thinking = has_markup(original) if self.enable_thinking is None else bool(self.enable_thinking)
             prompt_text, prompt_ids = self._render(head + messages[:i], True, thinking)
             full_text, _ = self._render(head + messages[: i + 1], False, thinking)
             response_text = expected_generation(prompt_text, full_text, original if thinking else "")
