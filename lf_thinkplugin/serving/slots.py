@@ -123,7 +123,9 @@ def _learn(tokenizer: Any, chat_template: str, fmt: Any) -> Slots:
     if fmt.switch is not None and fmt.switch.kind != "kwarg":
         raise SlotsError(f"the thinking switch is {fmt.switch.describe()}: Ollama has no field for text in a message")
     p = _Learner(tokenizer, chat_template, fmt)
-    think = "<think>\n" + R + "\n</think>\n\n"
+    from ..templates.format import DATA_MARKUP
+
+    think = f"{DATA_MARKUP[0]}\n{R}\n{DATA_MARKUP[1]}\n\n"  # the data's inline reasoning, which to_messages reads
     on = p.r(_lf([("user", Q)]))
     if on.count(Q) != 1:
         raise SlotsError("the user message is not rendered once as sent")
