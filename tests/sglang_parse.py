@@ -43,15 +43,15 @@ class _Engine:
     def __init__(self, server_args, tokenizer, hf_config):
         from sglang.srt.managers.detokenizer_manager import DetokenizerManager, LimitedCapacityDict
         from sglang.srt.managers.schedule_batch import INIT_INCREMENTAL_DETOKENIZATION_OFFSET
-        from sglang.srt.runtime_context import get_serving
         from sglang.srt.parser.response_template import tool_close_token_ids
+        from sglang.srt.runtime_context import get_serving
 
         self.server_args = server_args
         self.tokenizer = tokenizer
         self.served_model_name = "m"
         self.model_path = server_args.model_path
         # ModelConfig's fields OpenAIServingChat reads (a text model; no generation_config sampling defaults)
-        self.model_config = SimpleNamespace(hf_config=hf_config, is_multimodal=False, get_default_sampling_params=lambda: {})
+        self.model_config = SimpleNamespace(hf_config=hf_config, is_multimodal=False, get_default_sampling_params=dict)
         self.request_logger = SimpleNamespace(log_requests=False, log_requests_level=0)
         self.offset = INIT_INCREMENTAL_DETOKENIZATION_OFFSET
         # DetokenizerManager.__init__ without its zmq sockets: init_tokenizer's tokenizer and the fields

@@ -29,10 +29,12 @@ SERVED = {"qwen3": ("qwen3", "qwen25"), "r1_distill_qwen": ("deepseek-r1", "deep
 # gpt-oss's tool calls, which SGLang's `gpt-oss` tool-call parser does not read in the form the chat template writes
 # (engines.SGLANG_HARMONY_CALLS, declared in SERVING.md): (probe, turn) -> (content, streamed content) SGLang returns,
 # with no tool call either way; the reasoning still comes back as trained
-GPT_OSS_CALLS = {("tool_call_chain", 1): ('<|start|>assistant to=functions.get_weather<|channel|>commentary json<|message|>'
-                                          '{"city": "Paris"}<|call|>', ""),
-                 ("tool_call_after_chat", 3): (' to=functions.get_weather<|channel|>commentary json<|message|>'
-                                               '{"city": "Rome"}<|call|>', " to=functions.get_weather to=functions.get_weather")}
+GPT_OSS_CALLS = {
+    ("tool_call_chain", 1): ('<|start|>assistant to=functions.get_weather<|channel|>commentary json<|message|>{"city": "Paris"}<|call|>',
+                             ""),
+    ("tool_call_after_chat", 3): (' to=functions.get_weather<|channel|>commentary json<|message|>{"city": "Rome"}<|call|>',
+                                  " to=functions.get_weather to=functions.get_weather"),
+}
 # mutation: a parser the bundle does not name, in place of the served one, must make the comparison fail
 WRONG = {"qwen3": ("deepseek-r1", "qwen25"), "qwen35_standin": ("qwen3", "qwen25")}
 

@@ -43,7 +43,7 @@ SGLANG_HARMONY_CALLS = ("tool calls: the chat template, and so training, writes 
                         "or cut); reasoning and answers are split as trained. vLLM's harmony parser reads both forms")
 
 
-def sglang_limits(p: "Parsers", template: str) -> list[str]:
+def sglang_limits(p: Parsers, template: str) -> list[str]:
     """What SGLang's parsers named in `p` do not return as trained for this template (checked by running them)."""
     return [SGLANG_HARMONY_CALLS] if p.sglang_tools == "gpt-oss" and "assistant to=" in template else []
 

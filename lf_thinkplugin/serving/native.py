@@ -2,7 +2,8 @@
 every engine from the one reasoning format learnt from the model's own chat template.
 
 - vLLM / SGLang render `chat_template.jinja` themselves; the bundle names the reasoning and tool-call parsers
-  that split the trained markup (engines.py);
+  that split the trained markup (engines.py; each engine's own code is run on the probes by
+  tests/test_serving_vllm.py and tests/test_serving_sglang.py, and what SGLang returns otherwise is listed);
 - LMDeploy renders it through its `HFChatTemplate` (`--chat-template hf`: the model folder's own template,
   chosen by name, so no registered template that matches the folder's name can take over);
 - Ollama: the family's built-in RENDERER / PARSER where Ollama has one, else a TEMPLATE learnt from the
