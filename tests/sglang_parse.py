@@ -3,7 +3,8 @@ as a script by tests/test_serving_sglang.py in a subprocess whose PYTHONPATH hol
 and the pure-Python part of its import chain, installed with --no-deps by scripts/setup_integration.sh).
 
 stdin: {"jobs": [{"tokenizer", "reasoning_parser", "tool_parser", "tools", "chat_template_kwargs", "prompt_ids",
-"output_ids"}]}; stdout: one {"text", "reasoning", "content", "tool_calls", "stream", "force_reasoning"} per job.
+"output_ids"}]}; stdout: one {"text", "reasoning", "content", "tool_calls", "stream", "force_reasoning",
+"reasoning_config"} per job (the last two: what TemplateManager detected in the chat template).
 
 Only the model is replaced: everything from the request to the response is SGLang's code (0.5.23).
 - The server, once per command: `ServerArgs` with the bundle's `--model-path`, `--chat-template`,
