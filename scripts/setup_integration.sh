@@ -8,9 +8,13 @@
 #   subprocess): vLLM does not install beside LF's torch pin, so its wheel goes --no-deps into .engines/vllm with
 #   the pure-Python part of what `vllm.parser` imports (openai, xgrammar and its compiled apache-tvm-ffi at the
 #   versions vLLM 0.34.0 requires, pyzmq, msgspec, mistral_common, ...); torch and transformers come from the venv.
+# - SGLang 0.5.23's own OpenAI chat-completion handler (tests/test_serving_sglang.py, through tests/sglang_parse.py in
+#   a subprocess): its wheel pins torch and transformers of its own, so it goes --no-deps into .engines/sglang with
+#   what `sglang.srt.entrypoints.openai.serving_chat` imports on CPU (openai 2.8.0 and xgrammar 0.2.7 as SGLang pins
+#   them, msgspec, pyzmq, IPython's display module, ...); torch, transformers and fastapi come from the venv.
 # - DeepSpeed, whose CPU accelerator runs ZeRO-3 on two gloo ranks (tests/test_token_init_zero3.py).
 #   Its sdist builds against the venv's torch, hence --no-build-isolation (and wheel for bdist_wheel).
-# Without them those tests skip with a reason. .ci/run installs all three so CI runs them: under
+# Without them those tests skip with a reason. .ci/run installs them all so CI runs them: under
 # CI=true a failed install makes this script exit 1 (after trying the others), so CI fails here
 # rather than skipping; outside CI it only warns.
 set -uo pipefail
@@ -32,6 +36,13 @@ VLLM_DIR=${VLLM_DIR:-.engines/vllm}
   rpds-py==2026.9.1 mistral-common==1.13.1 pydantic-extra-types==2.11.1 pycountry==26.2.16 pybase64==1.5.1 \
   py-cpuinfo==9.0.0 \
   || missing "vllm not installed in $VLLM_DIR" "its parser tests will skip (and fail under CI=true)"
+SGLANG_DIR=${SGLANG_DIR:-.engines/sglang}
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --upgrade --target "$SGLANG_DIR" \
+  sglang==0.5.23 openai==2.8.0 distro==1.9.0 jiter==0.19.0 sniffio==1.3.1 msgspec==0.23.0 pyzmq==27.3.0 \
+  ipython==9.19.1 traitlets==5.16.1 partial-json-parser==0.2.1.1.post7 xgrammar==0.2.7 apache-tvm-ffi==0.1.11 \
+  setproctitle==1.3.8 compressed-tensors==0.18.0 loguru==0.7.3 gguf==0.19.0 uvloop==0.23.0 jsonschema==4.26.0 \
+  jsonschema-specifications==2025.9.1 referencing==0.37.0 rpds-py==2026.9.1 \
+  || missing "sglang not installed in $SGLANG_DIR" "its serving tests will skip (and fail under CI=true)"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check wheel setuptools \
   && "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-build-isolation -c constraints.txt deepspeed==0.19.8 \
   || missing "deepspeed not installed" "the ZeRO-3 tests will skip (and fail under CI=true)"

@@ -84,3 +84,72 @@ def vllm_parse(jobs: list[dict], env: dict[str, str] | None = None) -> list[dict
                           capture_output=True, text=True, timeout=1800, env=environ, check=False)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout)
+
+
+# --- shared by tests/test_serving_vllm.py's twin for SGLang, tests/test_serving_sglang.py ---
+
+SGLANG_DIR = Path(os.environ.get("SGLANG_DIR", REPO / ".engines" / "sglang"))  # scripts/setup_integration.sh installs it
+
+
+def require_sglang() -> Path:
+    """The side folder holding SGLang 0.5.23 (--no-deps) and its import chain; skip with the reason when absent (fail
+    under CI=true, whose setup installs it)."""
+    import pytest
+
+    if not (SGLANG_DIR / "sglang" / "srt" / "entrypoints" / "openai" / "serving_chat.py").is_file():
+        reason = f"SGLang not found in {SGLANG_DIR}: install it with scripts/setup_integration.sh"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + "; .ci/run installs it")
+        pytest.skip(reason)
+    return SGLANG_DIR
+
+
+def sglang_parse(jobs: list[dict], env: dict[str, str] | None = None) -> list[dict]:
+    """SGLang's own chat-completion handling of each job's output ids (tests/sglang_parse.py, in a subprocess with the
+    SGLang side folder on PYTHONPATH and this venv's torch and transformers)."""
+    import sys
+
+    folder = require_sglang()
+    environ = dict(os.environ, PYTHONPATH=str(folder), **(env or {}))
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "sglang_parse.py")], input=json.dumps({"jobs": jobs}),
+                          capture_output=True, text=True, timeout=1800, env=environ, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout)
+
+
+def probe_expected(turn) -> tuple[str, str, list[dict]]:
+    """(reasoning, answer, tool calls) of a trained turn, read from the probe's hand-written message: reasoning
+    inline in `<think>…</think>` (LF's dataset layout), a `function` turn's answer the call JSON; thinking off
+    trains no reasoning. (tests/test_serving_vllm.py's `_expected`, for the SGLang test.)"""
+    import re
+
+    message = turn.probe.messages[turn.index]
+    found = re.fullmatch(r"<think>(.*?)</think>(.*)", message["content"], re.S)
+    reasoning, answer = (found.group(1), found.group(2)) if found else ("", message["content"])
+    calls = []
+    if message["role"] == "function":
+        call = json.loads(answer)
+        calls, answer = [{"name": call["name"], "arguments": call["arguments"]}], ""
+    return (reasoning if turn.thinking else "").strip("\n"), answer.strip("\n"), calls
+
+
+def engine_got(reasoning, content, calls) -> tuple[str, str, list[dict]]:
+    """An engine's (reasoning, content, tool calls) as probe_expected writes them: the newlines the chat template
+    writes around the markup shed at both ends, None ("no reasoning") as "", arguments parsed from their JSON."""
+    return ((reasoning or "").strip("\n"), (content or "").strip("\n"),
+            [{"name": c["name"], "arguments": json.loads(c["arguments"])} for c in calls])
+
+
+def folder_for(family: str, families: dict, root: Path) -> Path:
+    """tests/test_serving_vllm.py's `_folder`: the fixture tokenizer (and, for a stand-in, the family's chat template);
+    gpt-oss's config.json names its architecture (model_type gpt_oss), from which the engines pick harmony handling."""
+    fixture, template = families[family]
+    folder = model_dir(fixture, root / family)
+    if family == "gpt_oss" and not (folder / "config.json").is_file():
+        (folder / "config.json").write_text(json.dumps({"architectures": ["GptOssForCausalLM"], "model_type": "gpt_oss"}))
+    if template:
+        config_file = folder / "tokenizer_config.json"
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        config["chat_template"] = (require_fixture(fixture).parent / "chat_templates" / template).read_text(encoding="utf-8")
+        config_file.write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
+    return folder

@@ -9,8 +9,12 @@ Names are those the engines register, read from their source:
 - LMDeploy 0.18 (installed by scripts/setup_integration.sh): `lmdeploy/serve/parsers/reasoning_parser/` (`default`:
   `<think>` tags, validated against the vocabulary), `lmdeploy/serve/parsers/tool_parser/` (`qwen3`, `qwen3coder`,
   `glm47`, `kimi_k2`, ...), `lmdeploy/serve/openai/api_server.py` `set_parsers` (gpt-oss: its own response parser);
-- SGLang: `python/sglang/srt/parser/reasoning_parser.py` (`ReasoningParser.DetectorMap`) and
-  `python/sglang/srt/function_call/function_call_parser.py` (`ToolCallParserEnum`), v0.5.x;
+- SGLang 0.5.23 (installed by scripts/setup_integration.sh): `python/sglang/srt/parser/reasoning_parser.py`
+  (`ReasoningParser.DetectorMap`) and `python/sglang/srt/function_call/function_call_parser.py`
+  (`ToolCallParserEnum`); SGLang's own chat-completion handler (`OpenAIServingChat`: its detokenizer, reasoning and
+  function-call parsers, from the bundle's `--chat-template`, `--reasoning-parser`, `--tool-call-parser`), run on
+  every trained probe turn of Qwen3, R1-Distill-Qwen, gpt-oss and the Qwen3.5 stand-in, returns the trained
+  reasoning, answer and tool calls except gpt-oss's tool calls (`SGLANG_HARMONY_CALLS`; tests/test_serving_sglang.py);
 - Ollama v0.33.0-rc2 (commit fb307609): `model/renderers/renderer.go` (`rendererForName`) and
   `model/parsers/parsers.go` (`ParserForName`); `server/routes.go` (`shouldUseHarmony`: a gpt-oss model whose
   TEMPLATE holds `<|start|>` and `<|end|>` is parsed as harmony); `server/prompt.go` (`renderPrompt`: a RENDERER
@@ -25,6 +29,23 @@ from typing import Any, Optional
 # vLLM --reasoning-parser -> SGLang --reasoning-parser (the same split of the same markup)
 _SGLANG_REASONING = {"deepseek_r1": "deepseek-r1", "qwen3": "qwen3", "glm45": "glm45", "openai_gptoss": "gpt-oss",
                      "kimi_k2": "kimi_k2", "minimax_m2_append_think": "minimax-append-think", "deepseek_v3": "deepseek-v3"}
+
+
+# SGLang 0.5.23's `gpt-oss` tool-call parser (function_call/gpt_oss_detector.py `GptOssDetector`: `has_tool_call`
+# looks for `<|start|>assistant<|channel|>commentary`, the call pattern is `to=NAME <|constrain|>json<|message|>`)
+# does not read the call the gpt-oss chat template writes, which is what training teaches (recipient in the header,
+# no `<|constrain|>`); run on the probes by tests/test_serving_sglang.py, which asserts this exact difference.
+SGLANG_HARMONY_CALLS = ("tool calls: the chat template, and so training, writes a call as `<|start|>assistant "
+                        "to=functions.NAME<|channel|>commentary json<|message|>ARGS<|call|>` (the recipient in the "
+                        "header, no `<|constrain|>`); SGLang 0.5.23's `gpt-oss` tool-call parser reads only "
+                        "`<|start|>assistant<|channel|>commentary to=functions.NAME <|constrain|>json<|message|>ARGS`, "
+                        "so such a call comes back as no tool call, its markup left in the content (streamed: dropped "
+                        "or cut); reasoning and answers are split as trained. vLLM's harmony parser reads both forms")
+
+
+def sglang_limits(p: Parsers, template: str) -> list[str]:
+    """What SGLang's parsers named in `p` do not return as trained for this template (checked by running them)."""
+    return [SGLANG_HARMONY_CALLS] if p.sglang_tools == "gpt-oss" and "assistant to=" in template else []
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 every engine from the one reasoning format learnt from the model's own chat template.
 
 - vLLM / SGLang render `chat_template.jinja` themselves; the bundle names the reasoning and tool-call parsers
-  that split the trained markup (engines.py);
+  that split the trained markup (engines.py; each engine's own code is run on the probes by
+  tests/test_serving_vllm.py and tests/test_serving_sglang.py, and what SGLang returns otherwise is listed);
 - LMDeploy renders it through its `HFChatTemplate` (`--chat-template hf`: the model folder's own template,
   chosen by name, so no registered template that matches the folder's name can take over);
 - Ollama: the family's built-in RENDERER / PARSER where Ollama has one, else a TEMPLATE learnt from the
@@ -82,7 +83,7 @@ def build_native(tokenizer: Any, jinja: str, enable_thinking: Optional[bool], ji
     gguf_bos: tokenizer_config.json's add_bos_token (llama.cpp adds BOS to Ollama's prompt; bundle.adds_bos)."""
     from ..templates.native import NativeEncoder
     from .checks import check, ollama_render, ollama_why_not, trained_turns
-    from .engines import OllamaBuiltin, ollama_builtin, parsers
+    from .engines import OllamaBuiltin, ollama_builtin, parsers, sglang_limits
     from .slots import SlotsError, learn_slots
 
     encoder = NativeEncoder(tokenizer, jinja)
@@ -106,6 +107,7 @@ def build_native(tokenizer: Any, jinja: str, enable_thinking: Optional[bool], ji
             report.limits.append(found.vllm_tools_refused)
         elif fmt.tools and not tools:
             report.limits.append("no tool-call parser for the template's tool-call markup: calls stay in the content")
+    reports[1].limits += sglang_limits(found, jinja)
     lmdeploy = EngineReport("LMDeploy", "`--chat-template hf`: its HFChatTemplate renders chat_template.jinja", jinja_parity)
     if "<|channel|>" in jinja:
         lmdeploy.parity = "differs on every request without tools (below)"
