@@ -34,7 +34,9 @@ GPT_OSS = "gpt-oss-20b"
 # family -> (tokenizer fixture, chat template file from chat_templates/ or None for the tokenizer's own); R1-Distill's
 # Modelfile names neither a RENDERER nor a PARSER (engines.py), so Ollama runs none of its own code for it
 FAMILIES = {"qwen3": (QWEN3, None), "gpt_oss": (GPT_OSS, None), "qwen35_standin": (QWEN3, "Qwen-Qwen3.5-4B.jinja"),
-            "qwen35_08b_standin": (QWEN3, "Qwen-Qwen3.5-0.8B.jinja"), "qwen36_standin": (QWEN3, "Qwen-Qwen3.6-35B-A3B.jinja")}
+            "qwen35_08b_standin": (QWEN3, "Qwen-Qwen3.5-0.8B.jinja"), "qwen36_standin": (QWEN3, "Qwen-Qwen3.6-35B-A3B.jinja"),
+            "qwq_standin": (QWEN3, "Qwen-QwQ-32B.jinja"), "qwen3_thinking_2507_standin": (QWEN3, "Qwen-Qwen3-4B-Thinking-2507.jinja"),
+            "qwen3_initial_standin": (QWEN3, "Qwen-Qwen3-initial-release-2025-04.jinja")}
 MODES = (True, False)  # thinking on and off, sent as Ollama's `think`, where the template has a switch
 
 
@@ -191,8 +193,14 @@ def test_the_renderer_comparison_can_fail(bundles, ollama_builtin):
 
 # ---- PARSER --------------------------------------------------------------------------------------
 
-# per family: (trained turns parsed, of them thinking on, of them with tool calls)
-COUNTS_PARSE = {"qwen3": (25, 13, 1), "gpt_oss": (14, 14, 2), "qwen35_standin": (27, 13, 3)}
+# the families whose Modelfile names a PARSER: every such chat template of docs/serving.md's table
+PARSED = {"qwen3": "qwen3-thinking", "qwen3_initial_standin": "qwen3-thinking", "qwq_standin": "qwen3-thinking",
+          "qwen3_thinking_2507_standin": "qwen3-thinking", "gpt_oss": "harmony", "qwen35_08b_standin": "qwen3.5",
+          "qwen35_standin": "qwen3.5", "qwen36_standin": "qwen3.5"}
+# per family: (trained turns parsed, of them thinking on, of them with tool calls, of them streamed with the newline)
+COUNTS_PARSE = {"qwen3": (25, 13, 1, 10), "qwen3_initial_standin": (25, 13, 1, 10), "qwq_standin": (12, 12, 0, 0),
+                "qwen3_thinking_2507_standin": (13, 13, 1, 0), "gpt_oss": (14, 14, 2, 0), "qwen35_08b_standin": (27, 13, 3, 0),
+                "qwen35_standin": (27, 13, 3, 0), "qwen36_standin": (27, 13, 3, 0)}
 
 
 def _parse_jobs(parser: str, tok, encoder, conversations) -> list[dict]:
@@ -222,41 +230,45 @@ def _got(result: dict) -> tuple[str, str, list[dict]]:
     return result["thinking"], result["content"], result["tool_calls"]
 
 
-def _streamed_expected(family: str, expected: tuple[str, str, list[dict]]) -> tuple[str, str, list[dict]]:
+def _streamed_expected(parser: str, chunks: list[str], expected: tuple[str, str, list[dict]]) -> tuple[str, str, list[dict]]:
     """What a streamed response holds: the probe's message, except that Ollama's `qwen3-thinking` parser
     (model/parsers/qwen3.go, Qwen3Parser.eat, CollectingThinking with maybeThinkingOpenAtBOL) keeps the newline after
-    `<think>` when `<think>` and that newline come in separate chunks (Qwen3 generates them as two tokens): it strips
-    the tag, finds nothing left and waits, then gives the next chunks back untrimmed. Fed as one piece it trims it."""
+    `<think>` when the model writes `<think>` as a chunk of its own (Qwen3's hybrid templates, whose prompt does not
+    open the block; `<think>` and the newline are two tokens): it strips the tag, finds nothing left and waits, then
+    gives the next chunks back untrimmed. Fed as one piece it trims it."""
     thinking, content, calls = expected
-    if family == "qwen3" and thinking:
+    if parser == "qwen3-thinking" and chunks[:1] == ["<think>"] and chunks[1].startswith("\n") and thinking:
         return "\n" + thinking, content, calls
     return expected
 
 
-@pytest.mark.parametrize("family", list(COUNTS_PARSE))
+@pytest.mark.parametrize("family", list(PARSED))
 def test_ollama_parser_splits_every_trained_turn_as_written(bundles, ollama_builtin, family):
     """The Modelfile's PARSER, run by Ollama's own Go code over each trained turn's generated text, gives the probe's
     thinking, answer and tool calls, exactly (no normalisation), whole and streamed token by token."""
     folder = bundles[family]
     parser = modelfile_directive(folder, "PARSER")
-    assert parser == {"qwen3": "qwen3-thinking", "gpt_oss": "harmony", "qwen35_standin": "qwen3.5"}[family]
+    assert parser == PARSED[family]
     tok, encoder, conversations = _conversations(folder)
-    results = run_ollama_builtin(ollama_builtin, _parse_jobs(parser, tok, encoder, conversations))
-    wrong = []
-    for (turn, _, _), result in zip(conversations, results, strict=True):
+    jobs = _parse_jobs(parser, tok, encoder, conversations)
+    results = run_ollama_builtin(ollama_builtin, jobs)
+    wrong, newline = [], 0
+    for (turn, _, _), job, result in zip(conversations, jobs, results, strict=True):
         name = f"{turn.probe.name}[{turn.index}] thinking={turn.thinking}"
         assert "error" not in result, f"{name}: {result.get('error')}"
         expected = _expected(turn)
+        streamed = _streamed_expected(parser, job["chunks"], expected)
+        newline += streamed != expected
         whole, stream = _got(result["whole"]), _got(result["stream"])
-        if whole != expected or stream != _streamed_expected(family, expected):
+        if whole != expected or stream != streamed:
             wrong.append(f"{name}: expected {expected!r}, whole {whole!r}, streamed {stream!r}")
     assert not wrong, "\n".join(wrong)
     expected = [_expected(t) for t, _, _ in conversations]
-    assert (len(conversations), sum(t.thinking for t, _, _ in conversations), sum(bool(e[2]) for e in expected)) \
-        == COUNTS_PARSE[family]
+    assert (len(conversations), sum(t.thinking for t, _, _ in conversations), sum(bool(e[2]) for e in expected),
+            newline) == COUNTS_PARSE[family]
     assert any(e[0] for e in expected) and any(e[1] for e in expected)  # thinking and answers both exercised
-    if family == "qwen3":
-        assert "keeps the newline after `<think>`" in (folder / "SERVING.md").read_text(encoding="utf-8")
+    # SERVING.md declares the newline exactly where the parser keeps it
+    assert ("keeps the newline after `<think>`" in (folder / "SERVING.md").read_text(encoding="utf-8")) == bool(newline)
 
 
 def test_the_parser_comparison_can_fail(bundles, ollama_builtin):
@@ -277,4 +289,5 @@ def test_the_oracle_reads_the_probe_not_the_plugin():
     assert _expected(Turn(chain, 1, True, [], [])) == ("I need the tool.", "", [{"name": "get_weather",
                                                                                   "arguments": {"city": "Paris"}}])
     assert _expected(Turn(chain, 3, False, [], [])) == ("", "It is 21 degrees in Paris.", [])
-    assert _streamed_expected("qwen3", ("r", "a", [])) == ("\nr", "a", [])
+    assert _streamed_expected("qwen3-thinking", ["<think>", "\n", "r"], ("r", "a", [])) == ("\nr", "a", [])
+    assert _streamed_expected("qwen3-thinking", ["r"], ("r", "a", [])) == ("r", "a", [])

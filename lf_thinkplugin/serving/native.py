@@ -152,7 +152,7 @@ def build_native(tokenizer: Any, jinja: str, enable_thinking: Optional[bool], ji
         ollama = EngineReport("Ollama", how, result.figure(len(SCAN_PROBES)))
         if slots.tools_error:
             ollama.limits.append(f"tool definitions and calls: {slots.tools_error}")
-        if parser is not None:
+        if parser is not None and not fmt.prompt_opens:  # the model writes `<think>` itself (Qwen3's newline)
             ollama.limits += OLLAMA_BUILTIN_LIMITS.get(("parser", parser.parser), [])
         ollama.limits += [f for f in result.failures if "tools:" not in f]
         try:
@@ -169,7 +169,7 @@ def build_native(tokenizer: Any, jinja: str, enable_thinking: Optional[bool], ji
             "Ollama", f"Modelfile: RENDERER {builtin.renderer} + PARSER {builtin.parser} (Ollama's own Go code)",
             "not run by the export; the plugin's tests run it on the probes: the training ids but for the differences "
             "below", OLLAMA_BUILTIN_LIMITS.get(("renderer", builtin.renderer), [])
-            + OLLAMA_BUILTIN_LIMITS.get(("parser", builtin.parser), [])))
+            + (OLLAMA_BUILTIN_LIMITS.get(("parser", builtin.parser), []) if not fmt.prompt_opens else [])))
         ollama.engine, ollama.how = "Ollama (Modelfile.template)", ollama.how
     reports.append(ollama)
     return NativeServing(files, reports, slots, slots_error, builtin, found, stops, keep_bos, json_limits)
