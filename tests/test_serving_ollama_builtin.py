@@ -179,6 +179,21 @@ def test_ollama_renderer_writes_the_training_prompt(bundles, ollama_builtin, fam
         assert declared in serving, declared
 
 
+def test_a_request_without_think_thinks(bundles, ollama_builtin):
+    """No `think` in the request: Ollama's server sets it to true for a model whose parser thinks (server/routes.go
+    ChatHandler, `req.Think = &api.ThinkValue{Value: true}` when the capabilities hold thinking; server/images.go
+    parserCapabilities), and the `qwen3.5` renderer's own default is on as well (think nil renders as true), where
+    the Qwen3.5-0.8B template's default is off (its generation prompt closes an empty block)."""
+    folder = bundles["qwen35_08b_standin"]
+    tok, _, conversations = _conversations(folder)
+    on = [c for c in conversations if c[0].thinking]
+    jobs = _render_jobs(modelfile_directive(folder, "RENDERER"), on)
+    unset = run_ollama_builtin(ollama_builtin, [dict(job, think=None) for job in jobs])
+    assert unset == run_ollama_builtin(ollama_builtin, jobs) and all(r["prompt"].endswith("<think>\n") for r in unset)
+    default = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    assert default.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+
+
 def test_the_renderer_comparison_can_fail(bundles, ollama_builtin):
     """Mutations: Ollama's Qwen3-VL renderer (`qwen3-vl-thinking`: the same im_start layout, its own think and tool
     handling), or the right renderer with `think` flipped, miss the expected prompt on some turn."""
