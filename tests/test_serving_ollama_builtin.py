@@ -195,6 +195,7 @@ def test_a_request_without_think_thinks(ollama_builtin, bundles):
     assert unset == run_ollama_builtin(ollama_builtin, jobs) and all(r["prompt"].endswith("<think>\n") for r in unset)
     default = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
     assert default.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+    assert "A request without `think` thinks" in (folder / "SERVING.md").read_text(encoding="utf-8")
 
 
 def test_the_renderer_comparison_can_fail(ollama_builtin, bundles):

@@ -224,7 +224,9 @@ def serving_md(native: NativeServing, fmt: Any, jinja_parity: str, num_ctx: Opti
                          "Ollama then ignores any TEMPLATE. The export does not run Ollama's Go code; the plugin's "
                          "tests run it (tests/test_serving_ollama_builtin.py, Ollama v0.33.0-rc2): its renderer writes "
                          "the training ids before every trained turn of the probes but for the differences listed "
-                         "below, and its parser returns the trained reasoning, answer and tool calls. "
+                         "below, and its parser returns the trained reasoning, answer and tool calls. A request "
+                         "without `think` thinks (Ollama turns it on for a model whose parser thinks), whatever the "
+                         "chat template's own default. "
                          "`Modelfile.template` is the alternative the export checks: the TEMPLATE learnt "
                          "from the chat template, with the figure in the table above" + (
                              "." if "Modelfile.template" in native.files else " (not written: see below)."))
