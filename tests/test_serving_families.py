@@ -89,6 +89,8 @@ def test_docs_table_is_the_generated_one():
     assert table[0].startswith("| chat template | tokenizer | vLLM: reasoning / tool parser |") and len(table) == 2 + 23
     rows = {line.split(" | ")[0].strip("| `"): line for line in table[2:]}
     assert "| `--chat-template hf`; `default` / `qwen3` | hf on 12/12 · off 12/12; JSON on 7/12 · off 0/12 | " \
-        "TEMPLATE + PARSER `qwen3-thinking` | on 12/12 · off 12/12 |" in rows["Qwen3-0.6B"]
+        "TEMPLATE + PARSER `qwen3-thinking` (Ollama's Go parser, run on the probes: the trained split; streamed, the " \
+        "thinking keeps the newline after `<think>`) | on 12/12 · off 12/12 |" in rows["Qwen3-0.6B"]
     assert "| hf on 2/12; no JSON |" in rows["gpt-oss-20b"]  # LMDeploy's rewrite of gpt-oss's system prompt
-    assert "| TEMPLATE + PARSER `harmony`;" in rows["gpt-oss-20b"] and rows["gpt-oss-20b"].endswith("| on 10/12 |")
+    assert "| TEMPLATE + PARSER `harmony` (Ollama's Go parser, run on the probes: the trained split);" in rows["gpt-oss-20b"] \
+        and rows["gpt-oss-20b"].endswith("| on 10/12 |")

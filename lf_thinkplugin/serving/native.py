@@ -40,6 +40,27 @@ class NativeServing:
     json_limits: list[str] = field(default_factory=list)  # what lmdeploy_chat_template.json cannot express
 
 
+# Where Ollama's own code (v0.33.0-rc2) serves the trained template otherwise, found by running it on the probes:
+# tests/test_serving_ollama_builtin.py (tests/ollama_builtin: Ollama's model/renderers and model/parsers, vendored).
+OLLAMA_BUILTIN_LIMITS = {
+    ("renderer", "qwen3.5"): [
+        ("RENDERER qwen3.5, tool definitions: each function's `parameters` come in Go's struct order, `\"required\"` "
+        "before `\"properties\"` (model/renderers/qwen35.go marshals api.Tool), where the chat template's `tojson` "
+        "keeps the request's order (`\"properties\"` first, as the probes and OpenAI clients write it): a request with "
+        "tools gets a tool block the model was not trained on"),
+        ("RENDERER qwen3.5, thinking off: the tool calls made since the last user message are written back without "
+        "the empty `<think>\\n\\n</think>\\n\\n` the chat template writes before them (Ollama writes a think block "
+        "there only with thinking on); the generation prompt keeps it"),
+    ],
+    ("parser", "qwen3-thinking"): [
+        ("PARSER qwen3-thinking keeps the newline after `<think>` at the start of the thinking: the runner sends one "
+        "token at a time (with `\"stream\": false` too), `<think>` and the newline are two tokens, and "
+        "model/parsers/qwen3.go trims the whitespace after the tag only when both arrive together; strip it before "
+        "sending the reasoning back"),
+    ],
+}
+
+
 def stop_strings(tokenizer: Any, fmt: Any) -> list[str]:
     """The end-of-turn tag the template writes, the EOS, and generation_config.json's eos ids."""
     from ..templates.native import generation_stop_ids
@@ -133,6 +154,8 @@ def build_native(tokenizer: Any, jinja: str, enable_thinking: Optional[bool], ji
         ollama = EngineReport("Ollama", how, result.figure(len(SCAN_PROBES)))
         if slots.tools_error:
             ollama.limits.append(f"tool definitions and calls: {slots.tools_error}")
+        if parser is not None and not fmt.prompt_opens:  # the model writes `<think>` itself (Qwen3's newline)
+            ollama.limits += OLLAMA_BUILTIN_LIMITS.get(("parser", parser.parser), [])
         ollama.limits += [f for f in result.failures if "tools:" not in f]
         try:
             files["Modelfile.template" if builtin is not None and builtin.renderer else "Modelfile"] = \
@@ -144,8 +167,11 @@ def build_native(tokenizer: Any, jinja: str, enable_thinking: Optional[bool], ji
         ollama.limits.append(f"an Ollama TEMPLATE cannot express it: {slots_error}")
     if builtin is not None and builtin.renderer:  # Ollama's own renderer replaces any TEMPLATE (server/prompt.go)
         files["Modelfile"] = modelfile("the chat template", None, builtin, stops, keep_bos, num_ctx)
-        reports.append(EngineReport("Ollama", f"Modelfile: RENDERER {builtin.renderer} + PARSER {builtin.parser} "
-                                    "(Ollama's own Go code)", "not run here (Go code outside this repository)"))
+        reports.append(EngineReport(
+            "Ollama", f"Modelfile: RENDERER {builtin.renderer} + PARSER {builtin.parser} (Ollama's own Go code)",
+            "not run by the export; the plugin's tests run it on the probes: the training ids but for the differences "
+            "below", OLLAMA_BUILTIN_LIMITS.get(("renderer", builtin.renderer), [])
+            + (OLLAMA_BUILTIN_LIMITS.get(("parser", builtin.parser), []) if not fmt.prompt_opens else [])))
         ollama.engine, ollama.how = "Ollama (Modelfile.template)", ollama.how
     reports.append(ollama)
     return NativeServing(files, reports, slots, slots_error, builtin, found, stops, keep_bos, json_limits)
@@ -197,8 +223,13 @@ def serving_md(native: NativeServing, fmt: Any, jinja_parity: str, num_ctx: Opti
                   "ollama run my-model" + (" --think=false   # thinking off" if switch is not None else ""), "```", ""]
         if native.builtin is not None and native.builtin.renderer:
             lines.append(f"The Modelfile names Ollama's own renderer and parser for this family ({native.builtin.source}); "
-                         "Ollama then ignores any TEMPLATE. Its output is not checked here (Ollama's Go code is not part "
-                         "of this repository). `Modelfile.template` is the checked alternative: the TEMPLATE learnt "
+                         "Ollama then ignores any TEMPLATE. The export does not run Ollama's Go code; the plugin's "
+                         "tests run it (tests/test_serving_ollama_builtin.py, Ollama v0.33.0-rc2): its renderer writes "
+                         "the training ids before every trained turn of the probes but for the differences listed "
+                         "below, and its parser returns the trained reasoning, answer and tool calls. A request "
+                         "without `think` thinks (Ollama turns it on for a model whose parser thinks), whatever the "
+                         "chat template's own default. "
+                         "`Modelfile.template` is the alternative the export checks: the TEMPLATE learnt "
                          "from the chat template, with the figure in the table above" + (
                              "." if "Modelfile.template" in native.files else " (not written: see below)."))
         else:

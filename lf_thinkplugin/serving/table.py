@@ -11,7 +11,10 @@ off, each trained turn's prompt compared token for token with the training ids:
   and its `BaseChatTemplate` from the bundle's lmdeploy_chat_template.json (probes it serves as trained, of
   all), where LMDeploy is installed (scripts/setup_integration.sh);
 - Ollama: the learnt TEMPLATE (its Python mirror, equal to Go's text/template output on every fixture family:
-  tests/test_serving_families.py), or Ollama's own RENDERER, which is not run here.
+  tests/test_serving_families.py). Ollama's own RENDERER and PARSERs are Go code the export does not run; the
+  tests run them on the probes for every template here that names one (tests/test_serving_ollama_builtin.py,
+  Ollama's code vendored in tests/ollama_builtin), and the cell says what they found: the differences native.py's
+  OLLAMA_BUILTIN_LIMITS declares in SERVING.md.
 """
 
 from __future__ import annotations
@@ -147,14 +150,33 @@ def family_rows(folder: Path) -> list[dict[str, str]]:
                 figures.append(f"{name} {result.figure(len(SCAN_PROBES)).split(' (')[0].replace(' probes', '')}")
             how = "TEMPLATE" + (f" + PARSER `{builtin.parser}`" if builtin and builtin.parser else "")
             if builtin and builtin.renderer:
-                how = f"RENDERER `{builtin.renderer}` (not run); Modelfile.template: " + how
+                how = _builtin_cell(builtin, encoder.format) + "; Modelfile.template: " + how
+            elif builtin and builtin.parser:
+                how = "TEMPLATE + " + _builtin_cell(builtin, encoder.format)
             note = "; no tools: " + native.slots.tools_error if native.slots.tools_error else ""
             row["ollama"] = (how + note, " · ".join(figures))
         else:
-            row["ollama"] = (f"RENDERER `{builtin.renderer}` (not run)" if builtin and builtin.renderer else
+            row["ollama"] = (_builtin_cell(builtin, encoder.format) if builtin and builtin.renderer else
                              f"not written: {native.slots_error}", "-")
         rows.append(row)
     return rows
+
+
+def _builtin_cell(builtin: Any, fmt: Any) -> str:
+    """The Ollama cell's words for the RENDERER / PARSER the Modelfile names: Ollama's own Go code, run by
+    tests/test_serving_ollama_builtin.py on the probes, with what it found (native.py OLLAMA_BUILTIN_LIMITS)."""
+    from .native import OLLAMA_BUILTIN_LIMITS
+
+    parts = []
+    if builtin.renderer:
+        n = len(OLLAMA_BUILTIN_LIMITS.get(("renderer", builtin.renderer), []))
+        parts.append(f"RENDERER `{builtin.renderer}` (Ollama's Go renderer, run on the probes: token-exact"
+                     + (f" but for {n} differences, in SERVING.md" if n else "") + ")")
+    if builtin.parser:
+        newline = not fmt.prompt_opens and OLLAMA_BUILTIN_LIMITS.get(("parser", builtin.parser))
+        parts.append(f"PARSER `{builtin.parser}` (Ollama's Go parser, run on the probes: the trained split"
+                     + ("; streamed, the thinking keeps the newline after `<think>`" if newline else "") + ")")
+    return " + ".join(parts)
 
 
 def render_table(rows: list[dict[str, str]]) -> str:
