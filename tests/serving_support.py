@@ -183,8 +183,11 @@ def run_ollama_builtin(binary: Path, jobs: list[dict]) -> list[dict]:
 
 
 def modelfile_directive(folder: Path, name: str) -> str | None:
-    """The argument of the Modelfile's RENDERER or PARSER line (None when it has none)."""
-    for line in (folder / "Modelfile").read_text(encoding="utf-8").splitlines():
-        if line.startswith(name + " "):
-            return line.split(" ", 1)[1].strip()
+    """The argument of the bundle's RENDERER or PARSER line (None when it has none): the Modelfile's, else that of
+    `Modelfile.renderer`, which names Ollama's own renderer where the Modelfile holds the exact TEMPLATE."""
+    for file in ("Modelfile", "Modelfile.renderer"):
+        path = folder / file
+        for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
+            if line.startswith(name + " "):
+                return line.split(" ", 1)[1].strip()
     return None

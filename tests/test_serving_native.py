@@ -84,8 +84,9 @@ def test_auto_picks_native_and_the_bundle_names_every_engine(bundles, family):
     folder = bundles[family]
     assert resolve_template(str(folder)) == "native"  # what `thinkplugin.template: auto` trains with
     files = sorted(p.name for p in folder.iterdir() if p.name in (
-        "chat_template.jinja", "Modelfile", "Modelfile.template", "SERVING.md", "lmdeploy_chat_template.json"))
-    expected = ["Modelfile", "SERVING.md", "chat_template.jinja"] + (["Modelfile.template"] if family == "qwen35_standin" else []) \
+        "chat_template.jinja", "Modelfile", "Modelfile.template", "Modelfile.renderer", "SERVING.md",
+        "lmdeploy_chat_template.json"))
+    expected = ["Modelfile", "SERVING.md", "chat_template.jinja"] + (["Modelfile.renderer"] if family == "qwen35_standin" else []) \
         + ([] if family == "gpt_oss" else ["lmdeploy_chat_template.json"])  # gpt-oss's head holds today's date
     assert files == sorted(expected)
     serving = (folder / "SERVING.md").read_text(encoding="utf-8")
@@ -101,9 +102,10 @@ def test_auto_picks_native_and_the_bundle_names_every_engine(bundles, family):
     stops = {"qwen3": ['"<|im_end|>"'], "qwen35_standin": ['"<|im_end|>"'], "r1_distill_qwen": ['"<｜end▁of▁sentence｜>"'],
              "gpt_oss": ['"<|return|>"']}[family]
     assert [line.split(" ", 2)[2] for line in modelfile.splitlines() if line.startswith("PARAMETER stop")][: len(stops)] == stops
-    if family == "qwen35_standin":  # Ollama's own Go renderer for Qwen3.5 / 3.6 replaces any TEMPLATE
-        assert "RENDERER qwen3.5\nPARSER qwen3.5\n" in modelfile and "TEMPLATE" not in modelfile
-        assert "PARSER qwen3.5\n# TEMPLATE" in (folder / "Modelfile.template").read_text(encoding="utf-8")
+    if family == "qwen35_standin":  # the TEMPLATE, exact on the probes, where Ollama's own renderer differs (beside it)
+        assert "PARSER qwen3.5\n# TEMPLATE" in modelfile and "RENDERER" not in modelfile
+        renderer = (folder / "Modelfile.renderer").read_text(encoding="utf-8")
+        assert "RENDERER qwen3.5\nPARSER qwen3.5\n" in renderer and "TEMPLATE" not in renderer
     else:
         parser = {"qwen3": "PARSER qwen3-thinking\n", "gpt_oss": "PARSER harmony\n", "r1_distill_qwen": ""}[family]
         assert parser in modelfile and 'TEMPLATE """' in modelfile
@@ -148,7 +150,7 @@ def test_ollama_template_renders_the_training_ids(bundles, go_renderer, family):
     from lf_thinkplugin.serving.slots import render
 
     folder = bundles[family]
-    name = "Modelfile.template" if family == "qwen35_standin" else "Modelfile"
+    name = "Modelfile"
     tok, encoder, jobs, turns = _ollama_jobs(family, folder)
     slots = build_bundle("native", tok).native.slots
     expressible = [k for k, (_, turn) in enumerate(turns) if slots.tools_error is None or turn.probe.name not in TOOL_PROBES]

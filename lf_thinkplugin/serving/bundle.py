@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-BUNDLE = ("chat_template.jinja", "Modelfile", "Modelfile.template", "lmdeploy_chat_template.json", "SERVING.md")
+BUNDLE = ("chat_template.jinja", "Modelfile", "Modelfile.template", "Modelfile.renderer", "lmdeploy_chat_template.json",
+          "SERVING.md")
 
 
 class ExportError(ValueError):

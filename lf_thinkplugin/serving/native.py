@@ -158,22 +158,32 @@ def build_native(tokenizer: Any, jinja: str, enable_thinking: Optional[bool], ji
             ollama.limits += OLLAMA_BUILTIN_LIMITS.get(("parser", parser.parser), [])
         ollama.limits += [f for f in result.failures if "tools:" not in f]
         try:
-            files["Modelfile.template" if builtin is not None and builtin.renderer else "Modelfile"] = \
-                modelfile("the chat template", slots, parser, stops, keep_bos, num_ctx)
+            template_file = modelfile("the chat template", slots, parser, stops, keep_bos, num_ctx)
         except ValueError as err:  # `"""` in the template text: a Modelfile cannot quote it
-            ollama.how, ollama.parity = "not written", "-"
+            ollama.how, ollama.parity, template_file = "not written", "-", None
             ollama.limits.insert(0, str(err))
     else:
+        template_file = None
         ollama.limits.append(f"an Ollama TEMPLATE cannot express it: {slots_error}")
-    if builtin is not None and builtin.renderer:  # Ollama's own renderer replaces any TEMPLATE (server/prompt.go)
-        files["Modelfile"] = modelfile("the chat template", None, builtin, stops, keep_bos, num_ctx)
+    renderer = builtin is not None and builtin.renderer
+    renderer_limits = OLLAMA_BUILTIN_LIMITS.get(("renderer", builtin.renderer), []) if renderer else []
+    # The Modelfile serves the training ids: Ollama's own renderer where it does so (or where no TEMPLATE can), else
+    # the TEMPLATE that the check above found exact on every probe, with the renderer's Modelfile beside it
+    exact = template_file is not None and result.ok and not result.failures and not slots.tools_error
+    template_first = renderer and exact and bool(renderer_limits)
+    if template_file is not None:
+        files["Modelfile.template" if renderer and not template_first else "Modelfile"] = template_file
+    if renderer:  # Ollama's own renderer replaces any TEMPLATE (server/prompt.go)
+        name = "Modelfile.renderer" if template_first else "Modelfile"
+        files[name] = modelfile("the chat template", None, builtin, stops, keep_bos, num_ctx)
         reports.append(EngineReport(
-            "Ollama", f"Modelfile: RENDERER {builtin.renderer} + PARSER {builtin.parser} (Ollama's own Go code)",
+            f"Ollama ({name})", f"RENDERER {builtin.renderer} + PARSER {builtin.parser} (Ollama's own Go code)",
             "not run by the export; the plugin's tests run it on the probes: the training ids but for the differences "
-            "below", OLLAMA_BUILTIN_LIMITS.get(("renderer", builtin.renderer), [])
+            "below", renderer_limits
             + (OLLAMA_BUILTIN_LIMITS.get(("parser", builtin.parser), []) if not fmt.prompt_opens else [])))
-        ollama.engine, ollama.how = "Ollama (Modelfile.template)", ollama.how
-    reports.append(ollama)
+        if not template_first:
+            ollama.engine = "Ollama (Modelfile.template)"
+    reports.insert(len(reports) - 1 if template_first else len(reports), ollama)  # the Modelfile's row first
     return NativeServing(files, reports, slots, slots_error, builtin, found, stops, keep_bos, json_limits)
 
 
@@ -221,7 +231,15 @@ def serving_md(native: NativeServing, fmt: Any, jinja_parity: str, num_ctx: Opti
                   "python llama.cpp/convert_hf_to_gguf.py MODEL_DIR --outfile model.gguf",
                   "sed -i 's|^FROM .*|FROM ./model.gguf|' Modelfile", "ollama create my-model -f Modelfile",
                   "ollama run my-model" + (" --think=false   # thinking off" if switch is not None else ""), "```", ""]
-        if native.builtin is not None and native.builtin.renderer:
+        if "Modelfile.renderer" in native.files:
+            lines.append("The Modelfile holds the TEMPLATE learnt from the chat template, exact on every probe (the table "
+                         f"above), with Ollama's own parser for this family ({native.builtin.source}). "
+                         f"`Modelfile.renderer` names Ollama's own renderer `{native.builtin.renderer}` instead (Ollama "
+                         "then ignores any TEMPLATE): the plugin's tests run it (tests/test_serving_ollama_builtin.py, "
+                         "Ollama v0.33.0-rc2) and it writes other ids than training in the cases listed below, so it "
+                         "is the alternative, not the default. A request without `think` thinks with either (Ollama "
+                         "turns it on for a model whose parser thinks), whatever the chat template's own default.")
+        elif native.builtin is not None and native.builtin.renderer:
             lines.append(f"The Modelfile names Ollama's own renderer and parser for this family ({native.builtin.source}); "
                          "Ollama then ignores any TEMPLATE. The export does not run Ollama's Go code; the plugin's "
                          "tests run it (tests/test_serving_ollama_builtin.py, Ollama v0.33.0-rc2): its renderer writes "

@@ -112,8 +112,9 @@ def family_rows(folder: Path) -> list[dict[str, str]]:
     from ..templates.native import NativeEncoder, NativeTemplateError
     from ..templates.parity import Scanner
     from ..templates.probes import SCAN_PROBES
-    from .checks import check, ollama_render, ollama_why_not, trained_turns
     from .bundle import adds_bos
+    from .checks import check, ollama_render, ollama_why_not, trained_turns
+    from .engines import OllamaBuiltin
     from .native import build_native
 
     rows = []
@@ -149,7 +150,11 @@ def family_rows(folder: Path) -> list[dict[str, str]]:
                                ollama_why_not(native.slots))
                 figures.append(f"{name} {result.figure(len(SCAN_PROBES)).split(' (')[0].replace(' probes', '')}")
             how = "TEMPLATE" + (f" + PARSER `{builtin.parser}`" if builtin and builtin.parser else "")
-            if builtin and builtin.renderer:
+            if builtin and builtin.renderer and "Modelfile.renderer" in native.files:
+                how = "TEMPLATE + " + _builtin_cell(OllamaBuiltin(None, builtin.parser, builtin.source), encoder.format) \
+                    + "; Modelfile.renderer: " + _builtin_cell(OllamaBuiltin(builtin.renderer, None, builtin.source),
+                                                               encoder.format)
+            elif builtin and builtin.renderer:
                 how = _builtin_cell(builtin, encoder.format) + "; Modelfile.template: " + how
             elif builtin and builtin.parser:
                 how = "TEMPLATE + " + _builtin_cell(builtin, encoder.format)
