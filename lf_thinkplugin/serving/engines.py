@@ -138,4 +138,12 @@ def ollama_builtin(fmt: Any, template: str) -> Optional[OllamaBuiltin]:
                              "first, an opening `<think>` optional; `<tool_call>` JSON)")
     if style == "openai":
         return OllamaBuiltin(None, "harmony", "model/parsers/parsers.go `harmony`; server/routes.go shouldUseHarmony")
+    if fmt.switch is not None and fmt.switch.name == "thinking" and "<｜Assistant｜>" in template \
+            and fmt.markup == ("<think>", "</think>"):  # DeepSeek-V3.1: `thinking` writes `<think>` or `</think>`
+        return OllamaBuiltin("deepseek3.1", "deepseek3", "model/renderers/renderer.go rendererForName `deepseek3.1` "
+                             "(DeepSeek3Renderer, Variant Deepseek31), model/parsers/parsers.go ParserForName "
+                             "`deepseek3` (DeepSeek3Parser)")
+    if "[gMASK]" in template and "clear_thinking" in template and fmt.markup == ("<think>", "</think>"):  # GLM-4.7
+        return OllamaBuiltin("glm-4.7", "glm-4.7", "model/renderers/renderer.go rendererForName `glm-4.7` "
+                             "(GLM47Renderer), model/parsers/parsers.go ParserForName `glm-4.7` (GLM47Parser)")
     return None

@@ -52,6 +52,32 @@ OLLAMA_BUILTIN_LIMITS = {
         "the empty `<think>\\n\\n</think>\\n\\n` the chat template writes before them (Ollama writes a think block "
         "there only with thinking on); the generation prompt keeps it"),
     ],
+    ("renderer", "deepseek3.1"): [
+        ("RENDERER deepseek3.1, tool definitions: Ollama writes a `## Tools` section after the system prompt (each "
+         "tool's name, description and parameters as compact JSON, then instructions on the call format; "
+         "model/renderers/deepseek3.go) that DeepSeek-V3.1's chat template never writes (it ignores `tools`): every "
+         "request with tools gets a prompt the model was not trained on"),
+        ("RENDERER deepseek3.1, earlier tool calls: the arguments are written as Go's compact JSON (`{\"city\":\"Paris\"}`, "
+         "json.Marshal), where training wrote them with spaces (`{\"city\": \"Paris\"}`)"),
+        ("RENDERER deepseek3.1, thinking on: an earlier assistant turn that calls tools is written without its "
+         "reasoning (`</think>`, then the calls), where the chat template writes the message's `<think>…</think>` "
+         "before the calls"),
+    ],
+    ("renderer", "glm-4.7"): [
+        ("RENDERER glm-4.7, tool definitions: each function's `parameters` come in Go's struct order, `\"required\"` "
+         "before `\"properties\"` (model/renderers/glm47.go marshals api.Tool), where the chat template's `tojson` "
+         "keeps the request's order (`\"properties\"` first, as the probes and OpenAI clients write it): a request with "
+         "tools gets a tool block the model was not trained on"),
+        ("RENDERER glm-4.7, thinking on: the reasoning of the assistant turns before the last user message is written "
+         "back as `<think>…</think>` (Ollama always keeps it, as `clear_thinking: false` would), where the chat "
+         "template by default, as in training, clears it to `</think>`"),
+    ],
+    ("parser", "deepseek3"): [
+        ("PARSER deepseek3, thinking on: after a tool result the prompt does not open the thinking (it ends with the "
+         "tool output) and the model writes `<think>` itself; model/parsers/deepseek3.go starts inside the thinking "
+         "whenever think is on, so that `<think>` stays at the start of the thinking; strip it before sending the "
+         "reasoning back"),
+    ],
     ("parser", "qwen3-thinking"): [
         ("PARSER qwen3-thinking keeps the newline after `<think>` at the start of the thinking: the runner sends one "
         "token at a time (with `\"stream\": false` too), `<think>` and the newline are two tokens, and "
@@ -59,6 +85,14 @@ OLLAMA_BUILTIN_LIMITS = {
         "sending the reasoning back"),
     ],
 }
+
+
+def parser_limits(parser: Optional[str], fmt: Any) -> list[str]:
+    """What OLLAMA_BUILTIN_LIMITS declares for this PARSER on this template: qwen3-thinking's newline only where the
+    model writes `<think>` itself (the prompt does not open the block)."""
+    if parser == "qwen3-thinking" and fmt.prompt_opens:
+        return []
+    return OLLAMA_BUILTIN_LIMITS.get(("parser", parser), []) if parser else []
 
 
 def stop_strings(tokenizer: Any, fmt: Any) -> list[str]:
@@ -154,8 +188,8 @@ def build_native(tokenizer: Any, jinja: str, enable_thinking: Optional[bool], ji
         ollama = EngineReport("Ollama", how, result.figure(len(SCAN_PROBES)))
         if slots.tools_error:
             ollama.limits.append(f"tool definitions and calls: {slots.tools_error}")
-        if parser is not None and not fmt.prompt_opens:  # the model writes `<think>` itself (Qwen3's newline)
-            ollama.limits += OLLAMA_BUILTIN_LIMITS.get(("parser", parser.parser), [])
+        if parser is not None:
+            ollama.limits += parser_limits(parser.parser, fmt)
         ollama.limits += [f for f in result.failures if "tools:" not in f]
         try:
             template_file = modelfile("the chat template", slots, parser, stops, keep_bos, num_ctx)
@@ -167,9 +201,17 @@ def build_native(tokenizer: Any, jinja: str, enable_thinking: Optional[bool], ji
         ollama.limits.append(f"an Ollama TEMPLATE cannot express it: {slots_error}")
     renderer = builtin is not None and builtin.renderer
     renderer_limits = OLLAMA_BUILTIN_LIMITS.get(("renderer", builtin.renderer), []) if renderer else []
-    # The Modelfile serves the training ids: Ollama's own renderer where it does so (or where no TEMPLATE can), else
-    # the TEMPLATE that the check above found exact on every probe, with the renderer's Modelfile beside it
-    exact = template_file is not None and result.ok and not result.failures and not slots.tools_error
+    # The Modelfile serves the training ids: Ollama's own renderer where it does so, else the TEMPLATE that the check
+    # above found exact on every probe, with the renderer's Modelfile beside it. Where neither is exact the renderer
+    # comes first: a TEMPLATE that is not exact fails whole conversations (tools it cannot express: Ollama then
+    # refuses requests with tools), where the renderer, Ollama's code for the family, writes every message kind and its
+    # differences are declared: measured on DeepSeek-V3.1 (tests/test_serving_ollama_builtin.py), both write the
+    # training ids on the same 25 of 32 trained turns, and the renderer also writes the other 7 (tool definitions,
+    # calls, results) in the trained markup but for the declared differences, where the TEMPLATE serves none of them.
+    # Exact means the prompt: "no stop token ends the trained turn" is about the PARAMETER stop lines, which both
+    # Modelfiles share, not about the TEMPLATE.
+    exact = (template_file is not None and not slots.tools_error and result.compared > 0
+             and all(f.endswith(": no stop token ends the trained turn") for f in result.failures))
     template_first = renderer and exact and bool(renderer_limits)
     if template_file is not None:
         files["Modelfile.template" if renderer and not template_first else "Modelfile"] = template_file
@@ -180,7 +222,7 @@ def build_native(tokenizer: Any, jinja: str, enable_thinking: Optional[bool], ji
             f"Ollama ({name})", f"RENDERER {builtin.renderer} + PARSER {builtin.parser} (Ollama's own Go code)",
             "not run by the export; the plugin's tests run it on the probes: the training ids but for the differences "
             "below", renderer_limits
-            + (OLLAMA_BUILTIN_LIMITS.get(("parser", builtin.parser), []) if not fmt.prompt_opens else [])))
+            + parser_limits(builtin.parser, fmt)))
         if not template_first:
             ollama.engine = "Ollama (Modelfile.template)"
     reports.insert(len(reports) - 1 if template_first else len(reports), ollama)  # the Modelfile's row first
@@ -232,8 +274,11 @@ def serving_md(native: NativeServing, fmt: Any, jinja_parity: str, num_ctx: Opti
                   "sed -i 's|^FROM .*|FROM ./model.gguf|' Modelfile", "ollama create my-model -f Modelfile",
                   "ollama run my-model" + (" --think=false   # thinking off" if switch is not None else ""), "```", ""]
         if "Modelfile.renderer" in native.files:
+            stopless = any("no stop token ends" in limit for r in native.reports for limit in r.limits)
             lines.append("The Modelfile holds the TEMPLATE learnt from the chat template, exact on every probe (the table "
-                         f"above), with Ollama's own parser for this family ({native.builtin.source}). "
+                         "above" + ("; a trained turn that no stop token ends, listed below, is the same with either "
+                                    "file: both hold the same PARAMETER stop lines" if stopless else "")
+                         + f"), with Ollama's own parser for this family ({native.builtin.source}). "
                          f"`Modelfile.renderer` names Ollama's own renderer `{native.builtin.renderer}` instead (Ollama "
                          "then ignores any TEMPLATE): the plugin's tests run it (tests/test_serving_ollama_builtin.py, "
                          "Ollama v0.33.0-rc2) and it writes other ids than training in the cases listed below, so it "

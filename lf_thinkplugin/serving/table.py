@@ -170,7 +170,7 @@ def family_rows(folder: Path) -> list[dict[str, str]]:
 def _builtin_cell(builtin: Any, fmt: Any) -> str:
     """The Ollama cell's words for the RENDERER / PARSER the Modelfile names: Ollama's own Go code, run by
     tests/test_serving_ollama_builtin.py on the probes, with what it found (native.py OLLAMA_BUILTIN_LIMITS)."""
-    from .native import OLLAMA_BUILTIN_LIMITS
+    from .native import OLLAMA_BUILTIN_LIMITS, parser_limits
 
     parts = []
     if builtin.renderer:
@@ -178,9 +178,11 @@ def _builtin_cell(builtin: Any, fmt: Any) -> str:
         parts.append(f"RENDERER `{builtin.renderer}` (Ollama's Go renderer, run on the probes: token-exact"
                      + (f" but for {n} differences, in SERVING.md" if n else "") + ")")
     if builtin.parser:
-        newline = not fmt.prompt_opens and OLLAMA_BUILTIN_LIMITS.get(("parser", builtin.parser))
+        limits = parser_limits(builtin.parser, fmt)
+        newline = builtin.parser == "qwen3-thinking" and limits
         parts.append(f"PARSER `{builtin.parser}` (Ollama's Go parser, run on the probes: the trained split"
-                     + ("; streamed, the thinking keeps the newline after `<think>`" if newline else "") + ")")
+                     + ("; streamed, the thinking keeps the newline after `<think>`" if newline else
+                        f" but for {len(limits)} difference, in SERVING.md" if limits else "") + ")")
     return " + ".join(parts)
 
 
