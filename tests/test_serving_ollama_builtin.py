@@ -271,6 +271,20 @@ def test_a_request_without_think_thinks(ollama_builtin, bundles):
     assert "A request without `think` thinks" in (folder / "SERVING.md").read_text(encoding="utf-8")
 
 
+def test_without_think_the_server_decides(ollama_builtin, bundles):
+    """The renderers' own defaults for a request without `think` differ: `glm-4.7` thinks (GLM47Renderer: think nil
+    is on), `deepseek3.1` does not (DeepSeek3Renderer: thinking only for a ThinkValue that is true). Ollama's server
+    sets `think` before either runs (server/routes.go ChatHandler: true for a model whose parser thinks, as
+    `deepseek3` and `glm-4.7` do), so SERVING.md's "A request without `think` thinks" rests on the server there."""
+    for family, ends in (("glm47_standin", "<|assistant|><think>"), ("deepseek_v31", "<｜Assistant｜></think>")):
+        folder = bundles[family]
+        _, _, conversations = _conversations(folder)
+        jobs = _render_jobs(modelfile_directive(folder, "RENDERER"), [c for c in conversations if c[0].thinking][:3])
+        unset = run_ollama_builtin(ollama_builtin, [dict(job, think=None) for job in jobs])
+        assert all(r["prompt"].endswith(ends) for r in unset), family
+        assert "A request without `think` thinks" in (folder / "SERVING.md").read_text(encoding="utf-8")
+
+
 def test_the_renderer_comparison_can_fail(ollama_builtin, bundles):
     """Mutations: Ollama's Qwen3-VL renderer (`qwen3-vl-thinking`: the same im_start layout, its own think and tool
     handling), or the right renderer with `think` flipped (Qwen3.5, DeepSeek-V3.1, GLM-4.7), miss the expected prompt
