@@ -26,8 +26,9 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
 
+from .reasoning import DATA_MARKUP, split_reasoning  # the data's convention (DATA_MARKUP also re-exported)
+
 MARK_R, MARK_A, MARK_Q, MARK_S = "RSNMARK7", "ANSMARK7", "QSTMARK7", "SYSMARK7"
-DATA_MARKUP = ("<think>", "</think>")  # how LF datasets write reasoning inline (the data's convention)
 _TAG = re.compile(r"<[^<>\s]+>")  # one markup tag: `<think>`, `<seed:think>`, `<|end|>`
 _LEADING_TAGS = re.compile(r"^(?:\s*<[^<>\s]+>[A-Za-z_]*)+")  # `<|channel|>analysis<|message|>`
 _SPLIT_CLOSER = re.compile(r"""split\(\s*['"](</[^'"<>\s]+>)['"]""")  # `content.split('</think>')`: the data closer
@@ -141,8 +142,6 @@ class ReasoningFormat:
     def read(self, content: str) -> tuple[Optional[str], str]:
         """(reasoning, answer) of an assistant message in the data: LF's inline `<think>` convention, or the
         family's own inline markup where the data is written in it (`<reasoning>...</reasoning>`)."""
-        from .reasoning import split_reasoning
-
         reasoning, answer = split_reasoning(content)
         if reasoning is None and self.closer and self.closer != DATA_MARKUP[1] and _TAG.fullmatch(self.closer) \
                 and "|" not in self.closer and self.closer in content:

@@ -7,7 +7,7 @@ Shared by the plugin's templates and the parity oracle so both read a message th
 
 from __future__ import annotations
 
-from .format import DATA_MARKUP
+DATA_MARKUP = ("<think>", "</think>")  # how LF datasets write reasoning inline (the data's convention)
 
 
 def split_reasoning(content: str) -> tuple[str | None, str]:
